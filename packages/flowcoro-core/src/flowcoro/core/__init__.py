@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flowcoro.core._version import __version__
+from flowcoro.core.deadline import deadline, effective_timeout, remaining
 from flowcoro.core.errors import (
     BrokenResourceError,
     BusyResourceError,
@@ -15,6 +16,7 @@ from flowcoro.core.errors import (
     WouldBlock,
 )
 from flowcoro.core.hookspecs import hookimpl
+from flowcoro.core.pool import Pool, PoolStatistics
 
 __all__ = [
     "__version__",
@@ -30,4 +32,10 @@ __all__ = [
     "WouldBlock",
     "PoolTimeout",
     "DeadlineExceeded",
+    # runtime
+    "deadline",
+    "remaining",
+    "effective_timeout",
+    "Pool",
+    "PoolStatistics",
 ]
