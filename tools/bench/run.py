@@ -14,7 +14,8 @@ HERE = Path(__file__).resolve().parent
 
 
 def available() -> list[str]:
-    return sorted(p.stem for p in HERE.glob("*.py") if not p.stem.startswith("_") and p.stem != "run")
+    names = (p.stem for p in HERE.glob("*.py"))
+    return sorted(n for n in names if not n.startswith("_") and n != "run")
 
 
 def run_one(name: str, argv: list[str]) -> int:
@@ -24,7 +25,8 @@ def run_one(name: str, argv: list[str]) -> int:
         return 2
     sys.path.insert(0, str(HERE))
     spec = importlib.util.spec_from_file_location(f"flowcoro_bench_{name}", path)
-    assert spec is not None and spec.loader is not None
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load benchmark {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     print(f"== bench {name} ==", flush=True)

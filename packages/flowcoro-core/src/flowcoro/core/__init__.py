@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from flowcoro.core._version import __version__
+from flowcoro.core.abc import Command, Component, Message, PubSubBroker, Subscription
+from flowcoro.core.app import App, LifecycleError
 from flowcoro.core.deadline import deadline, effective_timeout, remaining
 from flowcoro.core.errors import (
     BrokenResourceError,
@@ -15,13 +17,33 @@ from flowcoro.core.errors import (
     PoolTimeout,
     WouldBlock,
 )
+from flowcoro.core.health import CheckResult, HealthCheck, HealthRegistry, HealthReport
 from flowcoro.core.hookspecs import hookimpl
+from flowcoro.core.plugins import Plugins, get_plugins
 from flowcoro.core.pool import Pool, PoolStatistics
+from flowcoro.core.pubsub import MemoryBroker
+from flowcoro.core.settings import Setting, Settings
 
 __all__ = [
     "__version__",
-    # plugin platform
+    # plugin platform and app
     "hookimpl",
+    "Plugins",
+    "get_plugins",
+    "App",
+    "LifecycleError",
+    "Component",
+    "Command",
+    "Setting",
+    "Settings",
+    "HealthCheck",
+    "HealthRegistry",
+    "HealthReport",
+    "CheckResult",
+    "PubSubBroker",
+    "Subscription",
+    "Message",
+    "MemoryBroker",
     # errors
     "FlowCoroError",
     "ConfigError",

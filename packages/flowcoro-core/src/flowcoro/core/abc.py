@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 if TYPE_CHECKING:
     from types import TracebackType
-
     from typing import Self
 
     from flowcoro.core.app import App
@@ -30,7 +29,7 @@ class Component(ABC):
     reverse order, each bounded by its timeout.
     """
 
-    name: ClassVar[str] | str = ""
+    name: str = ""
     depends_on: tuple[str, ...] = ()
     start_timeout: float = 30.0
     stop_timeout: float = 30.0
@@ -45,7 +44,9 @@ class Component(ABC):
 
 
 class Command(ABC):
-    """A ``flowcoro`` subcommand contributed by a plugin through ``flowcoro_cli_commands``."""
+    """A ``flowcoro`` subcommand contributed by a plugin through ``flowcoro_cli_commands``.
+
+    `run` receives the parsed arguments; ``args.flowcoro_plugins`` is the plugin host in use."""
 
     name: ClassVar[str]
     help: ClassVar[str] = ""

@@ -98,7 +98,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     func = pyfuncitem.obj
     if not inspect.iscoroutinefunction(func):
         return None
-    kind = pyfuncitem.funcargs.get("loop_kind", "asyncio")
+    kind = str(pyfuncitem.funcargs.get("loop_kind", "asyncio"))
     names = pyfuncitem._fixtureinfo.argnames
     kwargs = {name: pyfuncitem.funcargs[name] for name in names}
     timeout = float(pyfuncitem.config.getini("flowcoro_async_timeout"))
