@@ -22,12 +22,14 @@ from flowcoro.net.loop import loop_kind, new_event_loop
 from flowcoro.net.protocol import BaseProtocol
 from flowcoro.net.server import ConnectionObserver, Server, start_server
 from flowcoro.net.streams import Connection, StreamProtocol, connect
+from flowcoro.net.workers import run_server
 
 __all__ = [
     "__version__",
     # servers
     "BaseProtocol",
     "start_server",
+    "run_server",
     "Server",
     "Limits",
     "ServerStatistics",
