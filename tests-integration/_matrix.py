@@ -91,7 +91,9 @@ class Venv:
         result = run([uv(), "pip", "list", "--format=json", "--python", self.python])
         return {p["name"] for p in json.loads(result.stdout) if p["name"].startswith("flowcoro-")}
 
-    def flowcoro(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def flowcoro(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return run([str(self.path / "bin" / "flowcoro"), *args], env=env or {})
 
     def python_code(self, code: str) -> subprocess.CompletedProcess[str]:

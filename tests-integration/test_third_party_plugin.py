@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from _matrix import Venv, build_wheels
 
-GOOD = '''
+GOOD = """
 import argparse
 from flowcoro.core import Command, hookimpl
 from flowcoro.core.settings import Setting
@@ -39,7 +39,7 @@ def flowcoro_cli_commands():
 @hookimpl
 def flowcoro_settings():
     return [Setting("greeting", str, "Hello", "how to greet")]
-'''
+"""
 
 BROKEN = """
 raise ImportError("this plugin needs a library that is not installed")
