@@ -5,6 +5,8 @@ from __future__ import annotations
 from flowcoro.core._version import __version__
 from flowcoro.core.abc import Command, Component, Message, PubSubBroker, Subscription
 from flowcoro.core.app import App, LifecycleError
+from flowcoro.core.bridge import ThreadBridge
+from flowcoro.core.channel import Channel, ChannelStatistics, EndOfChannel
 from flowcoro.core.deadline import deadline, effective_timeout, remaining
 from flowcoro.core.errors import (
     BrokenResourceError,
@@ -56,8 +58,12 @@ __all__ = [
     "DeadlineExceeded",
     # runtime
     "deadline",
-    "remaining",
     "effective_timeout",
+    "remaining",
     "Pool",
     "PoolStatistics",
+    "Channel",
+    "ChannelStatistics",
+    "EndOfChannel",
+    "ThreadBridge",
 ]
