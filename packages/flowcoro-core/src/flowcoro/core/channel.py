@@ -58,7 +58,7 @@ class _Ready:
     __slots__ = ()
 
     def __await__(self) -> Generator[Any, None, None]:
-        return _EXHAUSTED  # type: ignore[return-value]
+        return _EXHAUSTED  # type: ignore[no-any-return]
 
 
 _EXHAUSTED: Any = iter(())
