@@ -1,0 +1,73 @@
+"""flowcoro-observe's hook implementations (wiring time only; nothing here runs per request).
+
+The HTTP and net hooks are optional: without flowcoro-http or flowcoro-net installed their
+specifications do not exist and these implementations are simply never called.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flowcoro.core import hookimpl
+
+
+@hookimpl
+def flowcoro_settings() -> list[Any]:
+    from flowcoro.observe.observe import SETTINGS
+
+    return list(SETTINGS)
+
+
+@hookimpl
+def flowcoro_components(app: Any) -> list[Any]:
+    from flowcoro.observe.observe import Observe
+    from flowcoro.observe.server import MetricsServer
+
+    observe = Observe.for_app(app)
+    components: list[Any] = [observe]
+    if int(observe.config["metrics_port"]) > 0:
+        components.append(MetricsServer(observe))
+    return components
+
+
+@hookimpl(optionalhook=True)
+def flowcoro_net_connection_observers() -> list[Any]:
+    from flowcoro.observe.connections import CONNECTIONS
+
+    return [CONNECTIONS]
+
+
+@hookimpl(optionalhook=True)
+def flowcoro_http_observers(app: Any) -> list[Any]:
+    from flowcoro.observe.observe import Observe
+
+    observe = Observe.for_app(app)
+    if observe.config["metrics_enabled"] and observe.config["http_metrics"]:
+        return [observe.http]
+    return []
+
+
+@hookimpl(optionalhook=True)
+def flowcoro_http_middleware(app: Any) -> list[Any]:
+    from flowcoro.observe.observe import Observe
+    from flowcoro.observe.tracing import TracingMiddleware
+
+    observe = Observe.for_app(app)
+    if not observe.tracing_enabled:
+        return []  # no middleware at all: tracing off costs nothing per request
+    return [TracingMiddleware(observe.http if observe.config["http_metrics"] else None)]
+
+
+@hookimpl(optionalhook=True)
+def flowcoro_http_routes(app: Any) -> list[Any]:
+    from flowcoro.observe.observe import Observe
+
+    observe = Observe.for_app(app)
+    if int(observe.config["metrics_port"]) > 0:
+        return []  # served on their own port by MetricsServer
+    try:
+        from flowcoro.observe.routes import http_routes
+
+        return http_routes(observe)
+    except ImportError:  # pragma: no cover - the hook exists only when flowcoro-http does
+        return []

@@ -1,0 +1,247 @@
+"""OpenTelemetry tracing: server spans for HTTP requests, client-span helpers, log fields.
+
+Only the OpenTelemetry *API* is a dependency. With it alone every tracer is a no-op, and the
+HTTP tracing middleware is not even installed (zero cost per request). With the SDK installed
+(extra ``sdk`` or ``otlp``) and tracing enabled, `configure_tracing` builds a ``TracerProvider``
+the standard way: resource from ``OTEL_SERVICE_NAME`` / ``OTEL_RESOURCE_ATTRIBUTES``, sampler from
+``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG`` (e.g. ``parentbased_traceidratio`` and
+``0.1`` for 10% head sampling), exporters from ``OTEL_TRACES_EXPORTER`` (``otlp``, ``console``,
+``none``; comma-separated), batched off the event loop by the SDK's ``BatchSpanProcessor``.
+
+Context propagation: the OpenTelemetry context lives in a context variable, so it follows
+``asyncio`` tasks (``scope()`` children) and ``to_thread`` offloads that copy the context.
+Incoming ``traceparent`` / ``tracestate`` (and ``baggage``) are extracted with the globally
+configured propagator (``OTEL_PROPAGATORS``, W3C trace context by default).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from flowcoro.observe._version import __version__
+from flowcoro.observe.errors import ObserveError
+
+__all__ = [
+    "TracingMiddleware",
+    "client_span",
+    "configure_tracing",
+    "extract_context",
+    "sdk_available",
+    "trace_log_fields",
+    "tracer",
+    "tracing_active",
+]
+
+_TRACER_NAME = "flowcoro.observe"
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer(_TRACER_NAME, __version__)
+
+
+def sdk_available() -> bool:
+    try:
+        import opentelemetry.sdk.trace  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def tracing_active() -> bool:
+    """True when the global tracer provider records spans (an SDK provider is installed)."""
+    provider = trace.get_tracer_provider()
+    return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+
+
+def configure_tracing(exporters: str | None = None) -> Any:
+    """Install an SDK ``TracerProvider`` configured from the ``OTEL_*`` variables and return it
+    (call ``shutdown()`` on it to flush). Returns the existing provider when one is already
+    installed, and None when ``OTEL_SDK_DISABLED=true``. ``exporters`` overrides
+    ``OTEL_TRACES_EXPORTER`` (default ``otlp``)."""
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    if tracing_active():
+        return trace.get_tracer_provider()
+    if not sdk_available():
+        raise ObserveError(
+            "tracing is enabled but opentelemetry-sdk is not installed: "
+            "pip install 'flowcoro-observe[otlp]'"
+        )
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+    provider = TracerProvider(resource=Resource.create())
+    names = exporters if exporters is not None else os.environ.get("OTEL_TRACES_EXPORTER", "otlp")
+    for name in (n.strip().lower() for n in names.split(",")):
+        if name in ("", "none"):
+            continue
+        if name == "console":
+            provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+        elif name == "otlp":
+            try:
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found,unused-ignore]
+                    OTLPSpanExporter,
+                )
+            except ImportError as exc:
+                raise ObserveError(
+                    "OTEL_TRACES_EXPORTER=otlp needs opentelemetry-exporter-otlp-proto-http: "
+                    "pip install 'flowcoro-observe[otlp]'"
+                ) from exc
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        else:
+            raise ObserveError(
+                f"OTEL_TRACES_EXPORTER: unknown exporter {name!r} (use otlp, console or none)"
+            )
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+class _HeadersGetter(Getter[Any]):
+    """Reads carrier headers from flowcoro's `Headers` (``get``/``getlist``) or any mapping."""
+
+    def get(self, carrier: Any, key: str) -> list[str] | None:
+        getlist = getattr(carrier, "getlist", None)
+        if getlist is not None:
+            values: list[str] = getlist(key)
+            return values or None
+        value = carrier.get(key)
+        if value is None:  # a plain mapping with other capitalisation
+            value = next((v for k, v in carrier.items() if k.lower() == key), None)
+        return None if value is None else [value]
+
+    def keys(self, carrier: Any) -> list[str]:
+        return list(carrier.keys())
+
+
+_GETTER = _HeadersGetter()
+
+
+def extract_context(headers: Any) -> otel_context.Context:
+    """The remote parent (W3C ``traceparent``/``tracestate``, baggage) carried by ``headers``."""
+    return propagate.extract(headers, getter=_GETTER)
+
+
+def trace_log_fields() -> dict[str, str]:
+    """``{"trace_id": ..., "span_id": ...}`` (hex) of the current span, or ``{}`` with none."""
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return {}
+    return {"trace_id": f"{ctx.trace_id:032x}", "span_id": f"{ctx.span_id:016x}"}
+
+
+@contextmanager
+def client_span(
+    name: str, attributes: dict[str, Any] | None = None, kind: SpanKind = SpanKind.CLIENT
+) -> Iterator[trace.Span]:
+    """A client span (DB query, Redis command, outbound call) as the current span; exceptions
+    are recorded and set the ERROR status with ``error.type``."""
+    with tracer().start_as_current_span(
+        name,
+        kind=kind,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        try:
+            yield span
+        except BaseException as exc:
+            if span.is_recording():
+                span.record_exception(exc)
+                span.set_attribute("error.type", type(exc).__qualname__)
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+            raise
+
+
+def _status_of(response: Any) -> int:
+    for attr in ("status", "status_code"):
+        value = getattr(response, attr, None)
+        if isinstance(value, int):
+            return value
+    return 0
+
+
+class TracingMiddleware:
+    """A server span per HTTP request, named ``"{method} {route}"``, with the stable HTTP
+    semantic-convention attributes, the remote parent extracted from the headers, and current
+    inside the handler (so DB spans become its children). Sampled requests also leave an
+    exemplar (their trace id) in the latency histogram bucket they fell in."""
+
+    def __init__(self, metrics: Any = None) -> None:
+        self._tracer = tracer()
+        self._metrics = metrics
+
+    async def __call__(self, request: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+        method = request.method
+        route = getattr(request, "route", None)
+        attributes: dict[str, Any] = {
+            "http.request.method": method,
+            "url.path": request.path,
+            "url.scheme": getattr(request, "scheme", None) or "http",
+        }
+        if route:
+            attributes["http.route"] = route
+        version = getattr(request, "http_version", None)
+        if version:
+            attributes["network.protocol.version"] = str(version)
+        client = getattr(request, "client", None)
+        if client:
+            attributes["client.address"] = str(client[0] if isinstance(client, tuple) else client)
+        headers = request.headers
+        agent = headers.get("user-agent")
+        if agent:
+            attributes["user_agent.original"] = agent
+        host = headers.get("host")
+        if host:
+            attributes["server.address"] = host.rsplit(":", 1)[0] if "]" not in host else host
+        parent = extract_context(headers)
+        span = self._tracer.start_span(
+            f"{method} {route}" if route else method,
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+        )
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except BaseException as exc:
+            span.record_exception(exc)
+            span.set_attribute("error.type", type(exc).__qualname__)
+            span.set_status(Status(StatusCode.ERROR, str(exc)))
+            raise
+        else:
+            late_route = getattr(request, "route", None)
+            if late_route and late_route != route:
+                # Routing ran inside call_next: name the span after the template now.
+                route = late_route
+                span.set_attribute("http.route", route)
+                span.update_name(f"{method} {route}")
+            status = _status_of(response)
+            if status:
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_attribute("error.type", str(status))
+                    span.set_status(Status(StatusCode.ERROR))
+            ctx = span.get_span_context()
+            if self._metrics is not None and ctx.trace_flags.sampled:
+                self._metrics.record_exemplar(
+                    route,
+                    method,
+                    status,
+                    time.perf_counter() - started,
+                    f"{ctx.trace_id:032x}",
+                )
+            return response
+        finally:
+            otel_context.detach(token)
+            span.end()
