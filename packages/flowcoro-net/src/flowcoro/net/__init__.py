@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from flowcoro.net._version import __version__
 from flowcoro.net.errors import (
+    ClosedPoolError,
     ConnectError,
     ConnectionClosedError,
     ConnectTimeout,
@@ -19,6 +20,7 @@ from flowcoro.net.errors import (
 )
 from flowcoro.net.limits import DrainStats, Limits, ServerStatistics
 from flowcoro.net.loop import loop_kind, new_event_loop
+from flowcoro.net.pool import ConnectionPool
 from flowcoro.net.protocol import BaseProtocol
 from flowcoro.net.server import ConnectionObserver, Server, start_server
 from flowcoro.net.streams import Connection, StreamProtocol, connect
@@ -39,6 +41,7 @@ __all__ = [
     "Connection",
     "StreamProtocol",
     "connect",
+    "ConnectionPool",
     # event loop
     "loop_kind",
     "new_event_loop",
@@ -54,4 +57,5 @@ __all__ = [
     "IncompleteReadError",
     "LimitExceeded",
     "WorkerError",
+    "ClosedPoolError",
 ]

@@ -6,7 +6,7 @@ chained, so the original is one ``__cause__`` away.
 
 from __future__ import annotations
 
-from flowcoro.core.errors import BrokenResourceError, FlowCoroError
+from flowcoro.core.errors import BrokenResourceError, ClosedResourceError, FlowCoroError
 
 __all__ = [
     "NetError",
@@ -20,6 +20,7 @@ __all__ = [
     "IncompleteReadError",
     "LimitExceeded",
     "WorkerError",
+    "ClosedPoolError",
 ]
 
 
@@ -80,3 +81,7 @@ class LimitExceeded(NetError):
 
 class WorkerError(NetError):
     """Worker processes kept crashing; the supervisor gave up."""
+
+
+class ClosedPoolError(NetError, ClosedResourceError):
+    """The connection pool was closed."""

@@ -279,10 +279,12 @@ class Connection:
         done.append(waiter)
         timeout = 5.0 if self.write_timeout is None else self.write_timeout
         try:
-            async with asyncio.timeout(timeout):
+            try:
+                async with asyncio.timeout(timeout):
+                    await asyncio.shield(waiter)
+            except TimeoutError:
+                transport.abort()  # connection_lost follows on the next iteration
                 await waiter
-        except TimeoutError:
-            transport.abort()
         finally:
             if waiter in done:
                 done.remove(waiter)
