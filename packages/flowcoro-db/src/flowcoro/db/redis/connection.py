@@ -19,7 +19,7 @@ import asyncio
 import socket
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from flowcoro.db.errors import (
     AuthenticationError,
@@ -131,8 +131,8 @@ class RedisConnection(asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance check here.
+        self._transport = cast("asyncio.Transport", transport)
         self._stats.opened += 1
         self._stats.open += 1
         sock = transport.get_extra_info("socket")
