@@ -37,8 +37,8 @@ async def readiness(app: Any, timeout: float = 5.0) -> tuple[int, bytes]:
         return 200, _body({"status": "ok", "checks": {}})
     started = time.perf_counter()
     try:
-        async with asyncio.timeout(timeout):
-            report = await health.run()
+        # wait_for, not asyncio.timeout(): an HTTP handler may start eagerly, outside a task.
+        report = await asyncio.wait_for(health.run(), timeout)
     except TimeoutError:
         payload = {"status": "failing", "checks": {}, "detail": f"timed out after {timeout:g}s"}
         return 503, _body(payload)

@@ -212,36 +212,35 @@ class TracingMiddleware:
         )
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         started = time.perf_counter()
+        status = 0
         try:
             response = await call_next(request)
+            status = _status_of(response)
+            if status >= 500:
+                span.set_attribute("error.type", str(status))
+                span.set_status(Status(StatusCode.ERROR))
+            return response
         except BaseException as exc:
+            # Unhandled: the server answers 500 at the edge (a cancellation answers nothing).
+            if isinstance(exc, Exception):
+                status = 500
             span.record_exception(exc)
             span.set_attribute("error.type", type(exc).__qualname__)
             span.set_status(Status(StatusCode.ERROR, str(exc)))
             raise
-        else:
+        finally:
             late_route = getattr(request, "route", None)
             if late_route and late_route != route:
                 # Routing ran inside call_next: name the span after the template now.
                 route = late_route
                 span.set_attribute("http.route", route)
                 span.update_name(f"{method} {route}")
-            status = _status_of(response)
             if status:
                 span.set_attribute("http.response.status_code", status)
-                if status >= 500:
-                    span.set_attribute("error.type", str(status))
-                    span.set_status(Status(StatusCode.ERROR))
             ctx = span.get_span_context()
-            if self._metrics is not None and ctx.trace_flags.sampled:
+            if self._metrics is not None and status and ctx.trace_flags.sampled:
                 self._metrics.record_exemplar(
-                    route,
-                    method,
-                    status,
-                    time.perf_counter() - started,
-                    f"{ctx.trace_id:032x}",
+                    route, method, status, time.perf_counter() - started, f"{ctx.trace_id:032x}"
                 )
-            return response
-        finally:
             otel_context.detach(token)
             span.end()
