@@ -21,6 +21,7 @@ from flowcoro.core.errors import (
 )
 from flowcoro.core.health import CheckResult, HealthCheck, HealthRegistry, HealthReport
 from flowcoro.core.hookspecs import hookimpl
+from flowcoro.core.logger import Logger, bind_context, configure_logging, get_logger
 from flowcoro.core.plugins import Plugins, get_plugins
 from flowcoro.core.pool import Pool, PoolStatistics
 from flowcoro.core.pubsub import MemoryBroker
@@ -66,4 +67,8 @@ __all__ = [
     "ChannelStatistics",
     "EndOfChannel",
     "ThreadBridge",
+    "Logger",
+    "bind_context",
+    "configure_logging",
+    "get_logger",
 ]
