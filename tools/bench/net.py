@@ -89,12 +89,13 @@ def client(port: int, connections: int, duration: float, size: int) -> None:
             protos.append(proto)
         await asyncio.sleep(0.5)  # warm up
         start_count, start = counter[0], loop.time()
+        print("start", flush=True)  # the driver samples the server's CPU time now
         await asyncio.sleep(duration)
         done, elapsed = counter[0] - start_count, loop.time() - start
+        print(f"{done / elapsed:.1f} {done}", flush=True)  # ... and now
         for proto in protos:
             proto.running = False
             proto.transport.close()
-        print(f"{done / elapsed:.1f}", flush=True)
 
     uvloop.run(main())
 
@@ -113,7 +114,14 @@ def _pin(cpu: int) -> list[str]:
     return ["taskset", "-c", str(cpu)] if shutil.which("taskset") and os.cpu_count() else []
 
 
-def _round(kind: str, connections: int, duration: float, size: int) -> float:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _round(kind: str, connections: int, duration: float, size: int) -> tuple[float, float]:
+    """Messages per second, and the server's CPU microseconds per message."""
     port = _free_port()
     server = subprocess.Popen(
         [*_pin(0), sys.executable, str(HERE), "--serve", kind, str(port)],
@@ -124,7 +132,7 @@ def _round(kind: str, connections: int, duration: float, size: int) -> float:
         assert server.stdout is not None
         if server.stdout.readline().strip() != "ready":
             raise RuntimeError(f"{kind} server did not start")
-        out = subprocess.run(
+        client = subprocess.Popen(
             [
                 *_pin(1),
                 sys.executable,
@@ -135,11 +143,18 @@ def _round(kind: str, connections: int, duration: float, size: int) -> float:
                 str(duration),
                 str(size),
             ],
-            capture_output=True,
+            stdout=subprocess.PIPE,
             text=True,
-            check=True,
         )
-        return float(out.stdout.strip().splitlines()[-1])
+        assert client.stdout is not None
+        if client.stdout.readline().strip() != "start":
+            raise RuntimeError("load client did not start")
+        cpu_before = _cpu_seconds(server.pid)
+        rate_text, count_text = client.stdout.readline().split()
+        cpu_used = _cpu_seconds(server.pid) - cpu_before
+        if client.wait(30) != 0:
+            raise RuntimeError("load client failed")
+        return float(rate_text), cpu_used / int(count_text) * 1e6
     finally:
         server.terminate()
         server.wait(10)
@@ -157,32 +172,52 @@ def main(argv: list[str]) -> int:
     duration = _option(argv, "duration", 5.0)
     connections = int(_option(argv, "connections", 100))
     size = int(_option(argv, "size", 64))
-    results: dict[str, list[float]] = {"flowcoro": [], "plain": []}
+    rates: dict[str, list[float]] = {"flowcoro": [], "plain": []}
+    costs: dict[str, list[float]] = {"flowcoro": [], "plain": []}
     print(
         f"echo, {connections} connections, {size}-byte messages, {duration:g}s per round, "
         f"{rounds} rounds; server on CPU 0, client on CPU 1; {os.cpu_count()} CPUs, "
-        f"Python {sys.version.split()[0]}",
+        f"Python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.2f}",
         flush=True,
     )
     for i in range(rounds):
         order = ["flowcoro", "plain"] if i % 2 == 0 else ["plain", "flowcoro"]
         for kind in order:
-            rate = _round(kind, connections, duration, size)
-            results[kind].append(rate)
-            print(f"  round {i + 1} {kind:<9} {rate:>12,.0f} msg/s", flush=True)
+            rate, cost = _round(kind, connections, duration, size)
+            rates[kind].append(rate)
+            costs[kind].append(cost)
+            print(
+                f"  round {i + 1} {kind:<9} {rate:>12,.0f} msg/s {cost:>8.2f} us CPU/msg",
+                flush=True,
+            )
             time.sleep(0.2)
     print()
-    print("| server | median msg/s | spread (min-max) | ratio |")
-    print("|---|---:|---:|---:|")
-    plain = statistics.median(results["plain"])
+    print(
+        "| server | median msg/s | spread | median server CPU per msg | spread "
+        "| ratio msg/s | ratio CPU/msg |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    base_rate = statistics.median(rates["plain"])
+    base_cost = statistics.median(costs["plain"])
     for kind in ("flowcoro", "plain"):
-        values = results[kind]
-        med = statistics.median(values)
-        spread = (max(values) - min(values)) / med * 100
-        print(f"| {kind} | {med:,.0f} | {spread:.1f}% | {med / plain:.3f} |")
-    ratio = statistics.median(results["flowcoro"]) / plain
-    print(f"\nflowcoro / plain = {ratio:.3f} (target >= 0.90)")
+        rate = statistics.median(rates[kind])
+        cost = statistics.median(costs[kind])
+        print(
+            f"| {kind} | {rate:,.0f} | {_spread(rates[kind]):.0f}% | {cost:.2f} us "
+            f"| {_spread(costs[kind]):.0f}% | {rate / base_rate:.3f} | {cost / base_cost:.3f} |"
+        )
+    pair_ratios = [f / p for f, p in zip(rates["flowcoro"], rates["plain"], strict=True)]
+    print(
+        f"\nflowcoro / plain: msg/s {statistics.median(rates['flowcoro']) / base_rate:.3f} "
+        f"(median of per-round ratios {statistics.median(pair_ratios):.3f}); server CPU per "
+        f"message {statistics.median(costs['flowcoro']) / base_cost:.3f} (lower is better). "
+        "Target: msg/s within 10% (>= 0.90). Spread = (max - min) / median across rounds."
+    )
     return 0
+
+
+def _spread(values: list[float]) -> float:
+    return (max(values) - min(values)) / statistics.median(values) * 100
 
 
 if __name__ == "__main__":

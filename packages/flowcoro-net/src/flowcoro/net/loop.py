@@ -1,7 +1,8 @@
 """Which event loop to run: uvloop on Linux and macOS, asyncio's own loop otherwise.
 
 The choice can be forced with the ``loop`` argument of `new_event_loop` / `run_server`, or the
-``FLOWCORO_EVENT_LOOP`` environment variable (``auto``, ``uvloop``, ``asyncio``). It is logged
+``FLOWCORO_LOOP`` environment variable (the core ``loop`` setting: ``auto``, ``uvloop``,
+``asyncio``). It is logged
 once per process.
 """
 
@@ -17,7 +18,7 @@ from flowcoro.net.errors import InvalidLimit
 
 __all__ = ["LOOP_ENV", "loop_kind", "new_event_loop"]
 
-LOOP_ENV = "FLOWCORO_EVENT_LOOP"
+LOOP_ENV = "FLOWCORO_LOOP"  # the core `loop` setting's variable
 _KINDS = ("auto", "uvloop", "asyncio")
 _logger = logging.getLogger("flowcoro.net")
 _logged: set[str] = set()
@@ -35,7 +36,7 @@ def _uvloop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def loop_kind(kind: str | None = None) -> str:
-    """Resolve ``kind`` (argument, else ``FLOWCORO_EVENT_LOOP``, else ``auto``) to
+    """Resolve ``kind`` (argument, else ``FLOWCORO_LOOP``, else ``auto``) to
     ``"uvloop"`` or ``"asyncio"``; forcing ``uvloop`` where it is missing is an error."""
     chosen = (kind or os.environ.get(LOOP_ENV) or "auto").strip().lower()
     if chosen not in _KINDS:
