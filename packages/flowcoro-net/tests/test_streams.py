@@ -147,7 +147,7 @@ async def test_read_buffer_cap_pauses_reading_and_bounds_memory() -> None:
         await release.wait()
         total = 0
         while total < 1024 * 1024:
-            total += len(await conn.read_exactly(100_000 if total == 0 else 4096))
+            total += len(await conn.read_exactly(1_000_000 if total == 0 else 4096))
         await conn.send(str(total).encode())
 
     async with serving(handler, limits) as server:
@@ -300,3 +300,22 @@ async def test_handler_failures_are_logged_and_the_server_goes_on(
         async with await connect("127.0.0.1", server.port) as conn:
             await conn.send(b"fine\n")
             assert await conn.read_until(b"\n") == b"ok\n"
+
+
+async def test_a_finished_handler_does_not_linger_on_a_peer_that_never_reads() -> None:
+    async def handler(conn: Connection) -> None:
+        conn.write_timeout = 0.1
+        for _ in range(64):
+            conn.write(b"q" * 65536)  # far more than the socket buffers take
+
+    async with serving(handler, Limits(write_high_water=1024)) as server:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if server.statistics().active == 0 and server.statistics().accepted == 1:
+                break
+        assert server.statistics().active == 0
+        sock.close()

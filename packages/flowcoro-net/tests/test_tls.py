@@ -52,11 +52,22 @@ async def test_tls_stream_client_and_handler() -> None:
             await connect("127.0.0.1", server.port, ssl=True)
 
 
-async def test_tls_connections_count_against_the_limit_after_the_handshake() -> None:
+async def echo_handler(conn: Connection) -> None:
+    while data := await conn.read():
+        await conn.send(data)
+
+
+@pytest.mark.parametrize("target", [Echo, echo_handler])
+async def test_tls_connections_count_against_the_limit_after_the_handshake(target: object) -> None:
     server_ctx, client_ctx = _contexts()
     limits = Limits(max_connections=1, overflow="refuse")
     async with await start_server(
-        Echo, host="127.0.0.1", port=0, ssl=server_ctx, limits=limits, observers=()
+        target,  # type: ignore[arg-type]
+        host="127.0.0.1",
+        port=0,
+        ssl=server_ctx,
+        limits=limits,
+        observers=(),
     ) as server:
         # Two handshakes race: both protocols are created before either is established.
         opened = await asyncio.gather(

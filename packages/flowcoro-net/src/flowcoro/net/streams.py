@@ -68,7 +68,9 @@ class StreamProtocol(BaseProtocol):
     def eof_received(self) -> bool:
         self._eof = True
         self._wake()
-        return True  # keep our side open: the handler may still write (half-close)
+        # Keep our side open so the handler may still write (half-close); TLS cannot half-close.
+        transport = self.transport
+        return transport is not None and transport.get_extra_info("sslcontext") is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._eof = True
@@ -376,6 +378,10 @@ class _HandlerProtocol(StreamProtocol):
             transport = self.transport
             if transport is not None and not transport.is_closing():
                 transport.close()
+                if transport.get_write_buffer_size():
+                    # close() waits for the peer to take the rest: bound that wait.
+                    linger = self.connection.write_timeout or self.limits.drain_timeout
+                    asyncio.get_running_loop().call_later(linger, transport.abort)
             if self.closed:
                 BaseProtocol._release(self)
 
