@@ -22,9 +22,12 @@ from flowcoro.core.errors import (
 from flowcoro.core.health import CheckResult, HealthCheck, HealthRegistry, HealthReport
 from flowcoro.core.hookspecs import hookimpl
 from flowcoro.core.logger import Logger, bind_context, configure_logging, get_logger
+from flowcoro.core.offload import to_process, to_thread
 from flowcoro.core.plugins import Plugins, get_plugins
 from flowcoro.core.pool import Pool, PoolStatistics
 from flowcoro.core.pubsub import MemoryBroker
+from flowcoro.core.runtime import run
+from flowcoro.core.scope import Scope, map_bounded, scope, when_all, when_any
 from flowcoro.core.settings import Setting, Settings
 
 __all__ = [
@@ -71,4 +74,12 @@ __all__ = [
     "bind_context",
     "configure_logging",
     "get_logger",
+    "Scope",
+    "map_bounded",
+    "scope",
+    "when_all",
+    "when_any",
+    "to_process",
+    "to_thread",
+    "run",
 ]
