@@ -12,7 +12,7 @@ import pytest
 
 from flowcoro.core.deadline import deadline
 from flowcoro.db.errors import DBConnectionError, DBTimeoutError
-from flowcoro.db.redis import Redis, RedisProtocolError
+from flowcoro.db.redis import Redis, RedisCommandError, RedisProtocolError
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -120,9 +120,8 @@ async def test_command_timeout_discards_a_stuck_connection() -> None:
     async with fake_server(replying()) as url, Redis.from_url(url, command_timeout=0.2) as r:
         pending = asyncio.gather(r.get("a"), r.get("b"), return_exceptions=True)
         got = await pending
-        assert isinstance(got[0], DBTimeoutError)
-        assert isinstance(got[1], DBConnectionError)
-        assert "discarded" in str(got[1])
+        assert all(isinstance(g, DBTimeoutError) for g in got)
+        assert "connection discarded" in str(got[0])
         assert r._conn is not None
         assert r._conn.closed
         assert r.statistics().timeouts == 1
@@ -178,3 +177,104 @@ async def test_close_while_connecting() -> None:
         await r.aclose()
         with pytest.raises((asyncio.CancelledError, DBConnectionError)):
             await task
+
+
+def slow_replies(delay: float) -> Handler:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_command(reader)
+            await asyncio.sleep(delay)
+            writer.write(b"+OK\r\n")
+
+    return handler
+
+
+async def test_stall_watchdog_tolerates_a_slow_but_live_server() -> None:
+    async with (
+        fake_server(slow_replies(0.08)) as url,
+        Redis.from_url(url, command_timeout=0.2) as r,
+    ):
+        got = await asyncio.gather(*(r.execute("PING") for _ in range(6)))
+        assert got == [b"OK"] * 6  # 0.5 s in total, but a reply at least every 0.2 s
+        assert r.statistics().timeouts == 0
+
+
+async def test_pipeline_and_transaction_failures() -> None:
+    async with fake_server(replying()) as url, Redis.from_url(url) as r:
+        pipe = r.pipeline()
+        queued = pipe.get("a")
+        task = asyncio.create_task(pipe.execute())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert queued.cancelled()
+    async with fake_server(replying(then_close=True)) as url, Redis.from_url(url) as r:
+        tx = r.pipeline(transaction=True)
+        tx.get("a")
+        with pytest.raises(DBConnectionError):
+            await tx.execute()
+    canned = (b"+OK\r\n", b"+QUEUED\r\n", b"-ERR exec refused\r\n")
+    async with fake_server(replying(*canned)) as url, Redis.from_url(url) as r:
+        tx = r.pipeline(transaction=True)
+        tx.get("a")
+        with pytest.raises(RedisCommandError, match="exec refused"):
+            await tx.execute()
+
+
+async def test_watch_refused_and_odd_ping() -> None:
+    async with fake_server(replying(b"-ERR no watch here\r\n")) as url, Redis.from_url(url) as r:
+        with pytest.raises(RedisCommandError, match="no watch"):
+            async with r.watch("k"):
+                pass
+        assert len(r._idle) == 1  # the error reply kept it in step: reusable
+    async with fake_server(replying(b"+NOTPONG\r\n")) as url, Redis.from_url(url) as r:
+        with pytest.raises(DBConnectionError, match="unexpected PING"):
+            await r.health_check()
+
+
+async def test_max_pending_wait_is_bounded_by_the_deadline() -> None:
+    async with fake_server(replying()) as url, Redis.from_url(url, max_pending=1) as r:
+        first = asyncio.create_task(r.get("a"))
+        await asyncio.sleep(0.05)
+        with deadline(0.1), pytest.raises(DBTimeoutError, match="max_pending"):
+            await r.get("b")
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+
+
+async def test_max_pending_waiter_moves_to_a_new_connection() -> None:
+    calls = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await read_command(reader)
+            await asyncio.sleep(0.1)
+            return  # hang up with the command unanswered
+        while True:
+            await read_command(reader)
+            writer.write(b"+OK\r\n")
+
+    async with fake_server(handler) as url, Redis.from_url(url, max_pending=1) as r:
+        first = asyncio.create_task(r.get("a"))
+        await asyncio.sleep(0.02)
+        assert await r.execute("PING") == b"OK"  # waited for room, then reconnected
+        with pytest.raises(DBConnectionError):
+            await first
+
+
+async def test_closed_connection_refuses_new_commands() -> None:
+    from flowcoro.db.redis.connection import RedisConnection, Stats
+
+    conn = RedisConnection(asyncio.get_running_loop(), Stats())
+    conn.discard(DBConnectionError("gone"))
+    for call in (
+        lambda: conn.submit(b"x"),
+        lambda: conn.send_only(b"x"),
+        lambda: conn.submit_many(b"x", 1),
+    ):
+        with pytest.raises(DBConnectionError, match="gone"):
+            call()

@@ -209,3 +209,64 @@ async def test_unconfirmed_subscription_times_out() -> None:
             assert ps._channels == {}
         finally:
             await ps.aclose()
+
+
+@asynccontextmanager
+async def raw_server(first_reply: bytes, then: bytes = b"") -> AsyncIterator[int]:
+    """Answers CLIENT ID with ``first_reply``; after the next command sends ``then``."""
+    writers: list[asyncio.StreamWriter] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        try:
+            await reader.readuntil(b"ID\r\n")
+            writer.write(first_reply)
+            await reader.readuntil(b"SUBSCRIBE\r\n")
+            writer.write(then)
+            await reader.read()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        for w in writers:
+            w.close()
+        await server.wait_closed()
+        await asyncio.sleep(0.01)
+
+
+async def test_pubsub_setup_and_protocol_failures() -> None:
+    async with raw_server(b"-ERR no client id\r\n") as port:
+        ps = PubSub(RedisConfig(port=port))
+        with pytest.raises(Exception, match="no client id"):
+            await ps.subscribe("ch")
+        await ps.aclose()
+    async with raw_server(b"") as port:
+        ps = PubSub(RedisConfig(port=port, connect_timeout=0.2))
+        with pytest.raises(DBTimeoutError, match="CLIENT ID"):
+            await ps.subscribe("ch")
+        await ps.aclose()
+    for garbage in (b"!bad\r\n", b"+UNSOLICITED\r\n"):
+        async with raw_server(b":7\r\n", garbage) as port:
+            ps = PubSub(RedisConfig(port=port, command_timeout=2))
+            with pytest.raises(DBConnectionError, match="reply"):
+                await ps.subscribe("ch")
+            await ps.aclose()
+
+
+async def test_close_wakes_readers_and_stops_reconnecting() -> None:
+    async with scripted_server(["drop", "hangup"]) as port:
+        ps = PubSub(RedisConfig(port=port))
+        sub = await ps.subscribe("ch")
+        assert (await next_message(sub)).data == b"1"
+        reader = asyncio.create_task(sub.get())
+        await until(lambda: ps._connecting is not None)  # reconnecting, failing, backing off
+        await ps.aclose()
+        with pytest.raises(ClosedResourceError):
+            await reader
+        assert ps._connecting is None

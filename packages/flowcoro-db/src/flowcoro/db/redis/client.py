@@ -105,39 +105,31 @@ class Redis(Commands, Component):
     # -- the hot path --------------------------------------------------------------------------
 
     async def _execute(self, args: tuple[Any, ...], transform: Transform = None) -> Any:
-        timeout = effective_timeout(self._command_timeout)
+        # Only the caller's deadline needs a timer per command; command_timeout is enforced by
+        # one stall watchdog per connection (see RedisConnection).
+        limit = effective_timeout(None)
         conn = self._conn
         if conn is None or conn.closed:
-            conn = await self._shared(timeout)
+            conn = await self._shared(limit)
         if len(conn.waiters) >= self._max_pending:
-            conn = await self._wait_room(conn, timeout)
+            conn = await self._wait_room(conn, limit)
         self._stats.commands += 1
         fut = conn.submit(pack_command(args))
-        if timeout is None:
+        if limit is None:
             reply = await fut
         else:
-            handle = conn._loop.call_later(timeout, self._expire, conn, fut, timeout, args[0])
+            handle = conn._loop.call_later(limit, self._expire, fut, limit, args[0])
             try:
                 reply = await fut
             finally:
                 handle.cancel()
         return reply if transform is None else transform(reply)
 
-    def _expire(
-        self, conn: RedisConnection, fut: asyncio.Future[Any], timeout: float, command: object
-    ) -> None:
-        if fut.done():
-            return
-        self._stats.timeouts += 1
-        expire(fut, timeout, command)
-        if self._command_timeout is not None and timeout >= self._command_timeout:
-            # No reply within command_timeout: the connection (or server) is stuck. Discard it so
-            # later commands reconnect instead of queueing behind it.
-            conn.discard(
-                DBConnectionError(
-                    f"no reply from Redis within {timeout:.3g}s; connection discarded"
-                )
-            )
+    def _expire(self, fut: asyncio.Future[Any], timeout: float, command: object) -> None:
+        """The caller's deadline passed: fail this command only; its reply is dropped later."""
+        if not fut.done():
+            self._stats.timeouts += 1
+            expire(fut, timeout, command)
 
     async def _wait_room(self, conn: RedisConnection, timeout: float | None) -> RedisConnection:
         """Back-pressure: wait (bounded) until the shared connection has room for one more."""
@@ -206,6 +198,7 @@ class Redis(Commands, Component):
         if self._closed:
             conn.discard(DBConnectionError("the Redis client was closed"))
             raise ClosedResourceError("the Redis client is closed")
+        conn.stall_timeout = self._command_timeout
         self._backoff = 0.0
         if self._ever_connected:
             self._stats.reconnects += 1

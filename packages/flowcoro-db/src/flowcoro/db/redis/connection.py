@@ -106,12 +106,16 @@ class RedisConnection(asyncio.Protocol):
         "_closed_waiter",
         "_flush_scheduled",
         "_loop",
+        "_progress",
         "_reader",
+        "_seen",
         "_stats",
         "_transport",
+        "_watchdog",
         "_wbuf",
         "closed",
         "error",
+        "stall_timeout",
         "waiters",
     )
 
@@ -127,6 +131,13 @@ class RedisConnection(asyncio.Protocol):
         self.waiters: deque[asyncio.Future[Any]] = deque()
         self.closed = False
         self.error: DBError | None = None
+        # The stall watchdog (shared connections only): one timer per connection, not one per
+        # command. If no byte arrives for stall_timeout while commands wait, the connection is
+        # discarded and they fail with DBTimeoutError.
+        self.stall_timeout: float | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._progress = 0
+        self._seen = 0
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -140,6 +151,7 @@ class RedisConnection(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
+        self._progress += 1
         reader = self._reader
         reader.feed(data)
         waiters = self.waiters
@@ -185,6 +197,8 @@ class RedisConnection(asyncio.Protocol):
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
+            if self._watchdog is None and self.stall_timeout is not None:
+                self._arm()
         return fut
 
     def send_only(self, packed: bytes) -> None:
@@ -210,7 +224,29 @@ class RedisConnection(asyncio.Protocol):
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
+            if self._watchdog is None and self.stall_timeout is not None:
+                self._arm()
         return futs
+
+    def _arm(self) -> None:
+        assert self.stall_timeout is not None
+        self._seen = self._progress
+        self._watchdog = self._loop.call_later(self.stall_timeout, self._check_stall)
+
+    def _check_stall(self) -> None:
+        self._watchdog = None
+        if self.closed or not self.waiters:
+            return
+        if self._progress != self._seen:
+            self._arm()
+            return
+        self._stats.timeouts += 1
+        self.discard(
+            DBTimeoutError(
+                f"no reply from Redis for {self.stall_timeout:.3g}s (command_timeout); "
+                "connection discarded"
+            )
+        )
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -227,13 +263,12 @@ class RedisConnection(asyncio.Protocol):
             stats.batch_max = size
         self._transport.write(buf[0] if len(buf) == 1 else b"".join(buf))
 
-    @property
-    def pending(self) -> int:
-        return len(self.waiters)
-
     # -- closing -------------------------------------------------------------------------------
 
     def _fail(self, error: DBError) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         if not self.closed:
             self.closed = True
             self.error = error

@@ -85,7 +85,9 @@ class Pipeline(Commands):
         if not packed:
             return []
         client = self._client
-        timeout = effective_timeout(client._command_timeout)
+        # On the shared connection the stall watchdog enforces command_timeout; a dedicated
+        # (WATCH) connection has none, so the pipeline bounds its own wait.
+        timeout = effective_timeout(client._command_timeout if self._conn is not None else None)
         count = len(packed)
         if self._transaction:
             payload = b"".join((_MULTI, *packed, _EXEC))

@@ -190,7 +190,7 @@ class PubSub:
                         await asyncio.shield(fut)
         except BaseException as exc:
             await sub.aclose()
-            if isinstance(exc, TimeoutError):
+            if isinstance(exc, TimeoutError) and not isinstance(exc, DBError):
                 raise DBTimeoutError(
                     f"Redis did not confirm the subscription in {timeout}s"
                 ) from exc
