@@ -1,0 +1,33 @@
+"""Hook specifications of flowcoro-http (registered by `flowcoro.http.plugin`).
+
+All are called once, when an `App` is wired (its first `protocol_factory()`), never per request.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flowcoro.core.hookspecs import hookspec
+
+if TYPE_CHECKING:
+    from flowcoro.http.app import App
+    from flowcoro.http.middleware import Middleware
+    from flowcoro.http.protocol import RequestObserver
+    from flowcoro.http.routing import Route
+
+
+@hookspec
+def flowcoro_http_middleware(app: App) -> list[Middleware]:
+    """Return middleware (``async def mw(request, call_next)``) wrapped around every route of
+    ``app``, outside the app's own middleware."""
+
+
+@hookspec
+def flowcoro_http_routes(app: App) -> list[Route]:
+    """Return routes added to every app (e.g. ``/metrics``, ``/health``)."""
+
+
+@hookspec
+def flowcoro_http_observers(app: App) -> list[RequestObserver]:
+    """Return observers with ``request_started(request)`` and ``request_finished(request, route,
+    status, duration)``, called synchronously by the protocol around every request."""

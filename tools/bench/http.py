@@ -1,0 +1,423 @@
+"""HTTP server benchmark: flowcoro-http against the raw httptools protocol and its peers.
+
+``./tools/dev bench http [--rounds N] [--duration S] [--servers a,b] [--no-c10k]``
+
+Every server runs in the same run, one process on core 0 (``taskset -c 0``), wrk on core 1
+(``taskset -c 1 wrk -t1 -c100``), routes ``GET /`` (text) and ``GET /json``. Rounds are
+interleaved (every server once per round); the table gives the median requests/s, the spread
+(min-max across rounds), the median p99 latency and the ratio to flowcoro. Then a 10,000-connection
+keep-alive run of flowcoro alone (wrk ``-c10000``, file limits raised) checks for errors and p99.
+
+Peers are installed into the running virtual environment when missing (granian, uvicorn,
+starlette, sanic, aiohttp), and wrk with apt-get. ``--serve NAME PORT`` is the internal mode each
+server subprocess runs in.
+"""
+
+from __future__ import annotations
+
+import sys
+
+if __name__ == "__main__":
+    # Run as a script, this file's directory comes first on sys.path, where this very file would
+    # shadow the standard library's ``http`` package.
+    sys.path[:] = [p for p in sys.path if p and not p.rstrip("/").endswith("tools/bench")]
+
+import argparse
+import importlib.util
+import os
+import re
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve()
+TEXT = b"Hello, World!"
+JSON = b'{"message":"Hello, World!"}'
+SERVERS = ["flowcoro", "raw", "granian", "uvicorn", "starlette", "sanic", "aiohttp"]
+PEER_PACKAGES = {
+    "granian": ["granian"],
+    "uvicorn": ["uvicorn", "httptools"],
+    "starlette": ["uvicorn", "starlette"],
+    "sanic": ["sanic"],
+    "aiohttp": ["aiohttp"],
+}
+
+
+def _raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 65536 if hard == resource.RLIM_INFINITY else min(65536, hard)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+# -- servers (each runs in its own process) --------------------------------------------------
+
+
+def serve_flowcoro(port: int) -> None:
+    import asyncio
+
+    import uvloop
+
+    sys.path.insert(0, str(ROOT))
+    from examples.hello import app
+    from flowcoro.net import Limits, start_server
+
+    async def main() -> None:
+        await app.start()
+        server = await start_server(
+            app.protocol_factory(),
+            host="127.0.0.1",
+            port=port,
+            backlog=16384,
+            limits=Limits(max_connections=20_000),
+        )
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await server.shutdown(1.0)
+
+    uvloop.run(main())
+
+
+def serve_raw(port: int) -> None:
+    """The ceiling: a bare uvloop + httptools protocol writing canned responses."""
+    import asyncio
+
+    import httptools
+    import uvloop
+
+    text = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 13\r\n\r\n" + TEXT
+    js = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 27\r\n\r\n" + JSON
+
+    class Raw(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+            self.parser = httptools.HttpRequestParser(self)
+            self.url = b""
+
+        def on_url(self, url: bytes) -> None:
+            self.url = url
+
+        def on_message_complete(self) -> None:
+            self.transport.write(js if self.url == b"/json" else text)  # type: ignore[attr-defined]
+
+        def data_received(self, data: bytes) -> None:
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserError:
+                self.transport.close()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(Raw, "127.0.0.1", port, backlog=16384)
+        await server.serve_forever()
+
+    uvloop.run(main())
+
+
+def serve_granian(port: int) -> None:
+    os.execv(
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "granian",
+            "--interface",
+            "asgi",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--loop",
+            "uvloop",
+            "--no-ws",
+            "--log-level",
+            "warning",
+            "--backlog",
+            "16384",
+            "_http_apps:raw_asgi",
+        ],
+    )
+
+
+def serve_uvicorn(port: int, app: str) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        backlog=16384,
+        lifespan="off",
+    )
+
+
+def serve_sanic(port: int) -> None:
+    from sanic import Sanic
+    from sanic.response import json, text
+
+    app = Sanic("bench")
+    app.config.ACCESS_LOG = False
+    app.config.BACKLOG = 16384
+
+    @app.get("/")
+    async def hello(request: object) -> object:
+        return text("Hello, World!")
+
+    @app.get("/json")
+    async def hello_json(request: object) -> object:
+        return json({"message": "Hello, World!"})
+
+    app.run(host="127.0.0.1", port=port, single_process=True, access_log=False, motd=False)
+
+
+def serve_aiohttp(port: int) -> None:
+    import asyncio
+
+    import uvloop
+    from aiohttp import web
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="Hello, World!")
+
+    async def hello_json(request: web.Request) -> web.Response:
+        return web.json_response({"message": "Hello, World!"})
+
+    app = web.Application()
+    app.router.add_get("/", hello)
+    app.router.add_get("/json", hello_json)
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, backlog=16384)
+
+
+def serve(name: str, port: int) -> None:
+    _raise_nofile()
+    if name == "flowcoro":
+        serve_flowcoro(port)
+    elif name == "raw":
+        serve_raw(port)
+    elif name == "granian":
+        serve_granian(port)
+    elif name == "uvicorn":
+        serve_uvicorn(port, "_http_apps:raw_asgi")
+    elif name == "starlette":
+        serve_uvicorn(port, "_http_apps:starlette")
+    elif name == "sanic":
+        serve_sanic(port)
+    elif name == "aiohttp":
+        serve_aiohttp(port)
+    else:
+        raise SystemExit(f"unknown server {name!r}")
+
+
+# -- the driver ---------------------------------------------------------------------------
+
+
+def _ensure_tools(servers: list[str]) -> list[str]:
+    if shutil.which("wrk") is None:
+        subprocess.run(["apt-get", "install", "-y", "wrk"], check=False, capture_output=True)
+        if shutil.which("wrk") is None:
+            raise SystemExit("bench http: wrk is missing and apt-get could not install it")
+    usable = []
+    for name in servers:
+        need = [p for p in PEER_PACKAGES.get(name, []) if importlib.util.find_spec(p) is None]
+        if need:
+            print(f"installing {', '.join(need)} for {name} ...", flush=True)
+            subprocess.run(
+                [sys.executable, "-m", "pip", "install", "-q", *need],
+                check=False,
+                capture_output=True,
+            )
+            importlib.invalidate_caches()
+            if any(importlib.util.find_spec(p) is None for p in need):
+                print(f"  skipping {name}: could not install {need}")
+                continue
+        usable.append(name)
+    return usable
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if s.recv(100).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("server did not become ready")
+
+
+class Running:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.port = _free_port()
+        env = dict(
+            os.environ,
+            FLOWCORO_PLUGINS="http,net",
+            PYTHONPATH=f"{HERE.parent / '_http_peers'}{os.pathsep}{ROOT}",
+        )
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", "0", sys.executable, str(HERE), "--serve", name, str(self.port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            _wait_ready(self.port, self.proc)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(port: int, path: str, conns: int, duration: float, threads: int = 1) -> dict[str, float]:
+    cmd = (
+        f"ulimit -n 65536; taskset -c 1 wrk -t{threads} -c{conns} -d{duration:g}s "
+        f"--latency --timeout 5s http://127.0.0.1:{port}{path}"
+    )
+    out = subprocess.run(
+        ["bash", "-c", cmd], capture_output=True, text=True, timeout=duration + 60
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
+    errors = 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        errors += sum(int(x) for x in m.groups())
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        errors += int(m.group(1))
+    return {
+        "rps": rps,
+        "p99_ms": float(p99.group(1)) * _UNITS[p99.group(2)] if p99 else float("nan"),
+        "errors": errors,
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bench http")
+    parser.add_argument("--serve", nargs=2, metavar=("NAME", "PORT"))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--paths", default="/,/json")
+    parser.add_argument("--no-c10k", action="store_true")
+    parser.add_argument("--c10k-duration", type=float, default=15.0)
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve(args.serve[0], int(args.serve[1]))
+        return 0
+    _raise_nofile()
+    servers = _ensure_tools([s for s in args.servers.split(",") if s])
+    paths = args.paths.split(",")
+    results: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for rnd in range(args.rounds):
+        order = servers[rnd % len(servers) :] + servers[: rnd % len(servers)]
+        for name in order:
+            try:
+                running = Running(name)
+            except Exception as exc:
+                print(f"round {rnd + 1}: {name} failed to start: {exc}", flush=True)
+                continue
+            try:
+                for path in paths:
+                    wrk(running.port, path, 100, 1.0)  # warm-up
+                    res = wrk(running.port, path, 100, args.duration)
+                    results.setdefault((name, path), []).append(res)
+                    print(
+                        f"round {rnd + 1} {name:10s} {path:6s} {res['rps']:>10.0f} req/s "
+                        f"p99 {res['p99_ms']:.2f} ms errors {res['errors']:.0f}",
+                        flush=True,
+                    )
+            finally:
+                running.stop()
+    print()
+    print(f"machine: {_machine()}")
+    print(
+        f"command: ./tools/dev bench http --rounds {args.rounds} --duration {args.duration:g} "
+        f"(server taskset -c 0, wrk -t1 -c100 taskset -c 1)"
+    )
+    print()
+    for path in paths:
+        base = _median(results.get(("flowcoro", path), []), "rps")
+        print(f"GET {path}")
+        print("| server | req/s (median) | spread (min-max) | p99 ms | vs flowcoro |")
+        print("|---|---:|---:|---:|---:|")
+        for name in servers:
+            runs = results.get((name, path))
+            if not runs:
+                continue
+            med = _median(runs, "rps")
+            lo, hi = min(r["rps"] for r in runs), max(r["rps"] for r in runs)
+            p99 = _median(runs, "p99_ms")
+            ratio = base / med if med else float("nan")
+            print(
+                f"| {name} | {med:,.0f} | {lo:,.0f}-{hi:,.0f} | {p99:.2f} | "
+                f"{'1.00' if name == 'flowcoro' else f'{ratio:.2f}x'} |"
+            )
+        print()
+    if not args.no_c10k and "flowcoro" in servers:
+        running = Running("flowcoro")
+        try:
+            res = wrk(running.port, "/", 10_000, args.c10k_duration, threads=1)
+        finally:
+            running.stop()
+        print(
+            f"10,000 keep-alive connections (wrk -t1 -c10000 -d{args.c10k_duration:g}s): "
+            f"{res['rps']:,.0f} req/s, p99 {res['p99_ms']:.1f} ms, errors {res['errors']:.0f}"
+        )
+    return 0
+
+
+def _median(runs: list[dict[str, float]], key: str) -> float:
+    return statistics.median(r[key] for r in runs) if runs else float("nan")
+
+
+def _machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, {sys.platform}"
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
