@@ -54,6 +54,15 @@ async def test_idle_timeout_closes_quiet_stream_handlers() -> None:
         assert server.statistics().idle_closed == 1
 
 
+async def refused_client(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        assert await asyncio.wait_for(reader.read(), 2) == b""
+    except ConnectionResetError:
+        pass  # refused with an abort: a reset is what the peer should see
+    await close_writer(writer)
+
+
 async def test_connection_limit_refuse(caplog: pytest.LogCaptureFixture) -> None:
     limits = Limits(max_connections=2, overflow="refuse")
     async with await start_server(
@@ -72,7 +81,15 @@ async def test_connection_limit_refuse(caplog: pytest.LogCaptureFixture) -> None
         assert "refused: max_connections=2 reached" in caplog.text
         stats = server.statistics()
         assert stats.refused == 1
-        assert stats.active == 2
+        # More refusals within a second are counted, and summarised in the next log line.
+        for _ in range(3):
+            await refused_client(server.port)
+        assert server.statistics().refused == 4
+        assert caplog.text.count("refused: max_connections") == 1
+        server._refusal_logged_at -= 1.0  # as if a second went by
+        await refused_client(server.port)
+        assert "(3 more refused since the last report)" in caplog.text
+        assert server.statistics().active == 2
         # The server goes on: a freed slot serves the next client.
         await close_writer(clients[0][1])
         await asyncio.sleep(0.05)

@@ -75,7 +75,8 @@ async def test_ipv6_and_every_interface() -> None:
             assert await roundtrip(reader, writer, host.encode()) == host.encode()
             await close_writer(writer)
     async with await start_server(Echo, port=0, observers=()) as srv:
-        assert len(srv.sockets) >= 1
+        # Every interface, both families, one port.
+        assert {s.getsockname()[1] for s in srv.sockets} == {srv.port}
         reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
         assert await roundtrip(reader, writer, b"any") == b"any"
         await close_writer(writer)
@@ -276,3 +277,9 @@ async def test_a_failing_begin_shutdown_is_logged_and_cut(
     assert "begin_shutdown" in caplog.text
     assert await reader.read() == b""
     await close_writer(writer)
+
+
+async def test_a_port_in_use_fails_cleanly() -> None:
+    async with await start_server(Echo, host="127.0.0.1", port=0, observers=()) as server:
+        with pytest.raises(OSError):
+            await start_server(Echo, host="127.0.0.1", port=server.port, observers=())

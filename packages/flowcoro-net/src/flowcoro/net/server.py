@@ -91,6 +91,8 @@ class Server:
         self._finished: asyncio.Future[DrainStats] = self.loop.create_future()
         self._accepted = 0
         self._refused = 0
+        self._refused_logged = 0
+        self._refusal_logged_at = -1e9
         self._idle_closed = 0
         self._peak = 0
 
@@ -128,8 +130,19 @@ class Server:
 
     def _refuse(self, transport: asyncio.BaseTransport) -> None:
         self._refused += 1
-        why = "shutting down" if self._closing else f"max_connections={self._max} reached"
-        _logger.warning("connection from %s refused: %s", transport.get_extra_info("peername"), why)
+        now = self.loop.time()
+        # One line per second at most: a flood of refusals must not become a flood of logs.
+        if now - self._refusal_logged_at >= 1.0:
+            why = "shutting down" if self._closing else f"max_connections={self._max} reached"
+            quiet = self._refused - self._refused_logged - 1
+            _logger.warning(
+                "connection from %s refused: %s%s",
+                transport.get_extra_info("peername"),
+                why,
+                f" ({quiet} more refused since the last report)" if quiet else "",
+            )
+            self._refusal_logged_at = now
+            self._refused_logged = self._refused
         transport.abort()  # type: ignore[attr-defined]
 
     def _attach(self, proto: BaseProtocol) -> None:
