@@ -6,6 +6,8 @@ from flowcoro.core._version import __version__
 from flowcoro.core.abc import Command, Component, Message, PubSubBroker, Subscription
 from flowcoro.core.app import App, LifecycleError
 from flowcoro.core.bridge import ThreadBridge
+from flowcoro.core.broadcast import Broadcast, Subscriber
+from flowcoro.core.buffers import BufferPool
 from flowcoro.core.channel import Channel, ChannelStatistics, EndOfChannel
 from flowcoro.core.deadline import deadline, effective_timeout, remaining
 from flowcoro.core.errors import (
@@ -26,6 +28,7 @@ from flowcoro.core.offload import to_process, to_thread
 from flowcoro.core.plugins import Plugins, get_plugins
 from flowcoro.core.pool import Pool, PoolStatistics
 from flowcoro.core.pubsub import MemoryBroker
+from flowcoro.core.ring import RingBuffer
 from flowcoro.core.runtime import run
 from flowcoro.core.scope import Scope, map_bounded, scope, when_all, when_any
 from flowcoro.core.settings import Setting, Settings
@@ -82,4 +85,8 @@ __all__ = [
     "to_process",
     "to_thread",
     "run",
+    "RingBuffer",
+    "Broadcast",
+    "Subscriber",
+    "BufferPool",
 ]
