@@ -562,6 +562,8 @@ class Client:
                 framing = "Content-Length: 0\r\n"
         elif isinstance(body, bytes):
             framing = f"Content-Length: {len(body)}\r\n"
+        else:
+            user_headers = user_headers or []  # streamed: framing decided below
         cookie = None
         if self._jar is not None:
             cookie = self._jar.header_for(target.scheme, target.host, target.path)
