@@ -185,6 +185,7 @@ async def raw_server(handler: RawHandler) -> AsyncIterator[str]:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
+            writers.discard(writer)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -196,10 +197,12 @@ async def raw_server(handler: RawHandler) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.close()
-        for task in list(tasks):
-            task.cancel()
+        for writer in list(writers):
+            writer.transport.abort()  # handlers waiting on reads see the connection end
         if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+            _, pending = await asyncio.wait(list(tasks), timeout=5)
+            for task in pending:
+                task.cancel()
         await server.wait_closed()
 
 

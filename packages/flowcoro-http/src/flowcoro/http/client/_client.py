@@ -335,7 +335,7 @@ class Client:
         limits = self._limits
         retried = False
         while True:
-            conn = await self._acquire(pool, method, target, timeouts)
+            conn = await self._acquire(pool, method, target, timeouts, fresh=retried)
             reused = conn.requests > 0
             conn.begin(
                 method,
@@ -427,8 +427,16 @@ class Client:
         await conn.drain(effective_timeout(write_timeout))
 
     async def _acquire(
-        self, pool: Pool[HTTPConnection], method: str, target: Target, timeouts: Timeout
+        self,
+        pool: Pool[HTTPConnection],
+        method: str,
+        target: Target,
+        timeouts: Timeout,
+        fresh: bool = False,
     ) -> HTTPConnection:
+        """A usable connection; ``fresh`` (the retry) skips kept-alive ones, which are likely
+        stale too when the server just closed one of them (e.g. it restarted)."""
+        skips = pool.max_size if fresh else 0
         token = None
         if timeouts.connect != self._timeout.connect:
             token = _connect_timeout.set(timeouts.connect)
@@ -450,6 +458,10 @@ class Client:
                         url=target.url,
                     ) from exc
                 if conn.usable():
+                    if skips and conn.requests > 0:
+                        skips -= 1
+                        pool.put_nowait(conn, discard=True)
+                        continue
                     return conn
                 # Health check before reuse: the server closed it while it was idle.
                 pool.put_nowait(conn, discard=True)

@@ -50,6 +50,7 @@ class HTTPConnection(asyncio.Protocol):
         "_got_bytes",
         "_has_length",
         "_header_bytes",
+        "_header_size",
         "_informational",
         "_is_head",
         "_last_data",
@@ -140,6 +141,7 @@ class HTTPConnection(asyncio.Protocol):
         self._buffered = 0
         self._received = 0
         self._header_bytes = 0
+        self._header_size = 0
         self.headers_done = False
         self.complete = False
         self.keep_alive = False
@@ -386,9 +388,14 @@ class HTTPConnection(asyncio.Protocol):
 
     def on_status(self, status: bytes) -> None:
         self.reason += status
+        self._header_size += len(status) + 15
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
+        self._header_size += len(name) + len(value) + 4
+        if self._header_size > self._max_header:
+            self.error = HeadersTooLarge(self._max_header, method=self.method, url=self.url)
+            raise _Abort
         size = len(name)
         if size == 10 or size == 14 or size == 16 or size == 17:
             lname = name.lower()
@@ -411,6 +418,7 @@ class HTTPConnection(asyncio.Protocol):
         if status < 200:
             # 1xx interim response (100 Continue, 103 Early Hints): skip it, the real one follows.
             self._informational = True
+            self._header_size = 0
             self.headers = []
             self.reason = b""
             self._has_length = self._chunked = self._conn_close = self._conn_keep_alive = False
