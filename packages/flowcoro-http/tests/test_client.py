@@ -202,6 +202,13 @@ async def test_redirects() -> None:
                 assert "content-type" not in echo["headers"]
                 assert [h.status_code for h in r.history] == [status]
                 assert r.url == f"{server.url}/echo"
+            r = await client.post(
+                f"{server.url}/redirect/303",
+                content=b"body",
+                headers={"Content-Type": "text/plain", "X-Keep": "1"},
+            )
+            assert "content-type" not in r.json()["headers"]
+            assert r.json()["headers"]["x-keep"] == "1"
             for status in (307, 308):
                 r = await client.post(f"{server.url}/redirect/{status}", json={"x": 1})
                 echo = r.json()
@@ -422,7 +429,7 @@ async def test_closed_client_and_bad_input() -> None:
                 await client.get("ftp://x/")
             with pytest.raises(InvalidURL, match="no host"):
                 await client.get("http:///path")
-            with pytest.raises(InvalidURL, match="CR, LF"):
+            with pytest.raises(InvalidURL, match="CR, LF, NUL"):
                 await client.get(f"{server.url}/a\r\nX: y")
             with pytest.raises(InvalidURL, match="Port out of range"):
                 await client.get("http://127.0.0.1:99999/")

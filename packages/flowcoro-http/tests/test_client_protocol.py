@@ -330,7 +330,7 @@ async def test_flow_control_of_a_large_streamed_body() -> None:
             total = 0
             async for chunk in r.aiter_bytes():
                 total += len(chunk)
-                await asyncio.sleep(0)  # a slow consumer: reading is paused meanwhile
+                await asyncio.sleep(0.005)  # a slow consumer: reading is paused meanwhile
             assert total == len(payload)
         assert stats(client).idle == 1
 

@@ -18,6 +18,8 @@ ParamsType: TypeAlias = (
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _CACHE: dict[str, Target] = {}
 _CACHE_MAX = 512
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+_QUERY_SAFE = _PATH_SAFE + "?"
 
 
 class Target:
@@ -48,8 +50,8 @@ def parse_url(url: str, params: ParamsType | None = None, *, method: str = "") -
         raise InvalidURL(
             f"URL must be a str, got {type(url).__name__}", method=method, url=repr(url)
         )
-    if any(c in url for c in "\r\n\x00 \t"):
-        raise InvalidURL("URL contains whitespace, CR, LF or NUL", method=method, url=repr(url))
+    if "\r" in url or "\n" in url or "\x00" in url or "\t" in url:
+        raise InvalidURL("URL contains CR, LF, NUL or TAB", method=method, url=repr(url))
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -74,8 +76,8 @@ def parse_url(url: str, params: ParamsType | None = None, *, method: str = "") -
             method=method,
             url=url,
         )
-    path = quote(parts.path, safe="/%:@!$&'()*+,;=-._~") or "/"
-    query = parts.query
+    path = quote(parts.path, safe=_PATH_SAFE) or "/"
+    query = quote(parts.query, safe=_QUERY_SAFE) if parts.query else ""
     if params is not None:
         extra = params if isinstance(params, str) else urlencode(_flatten(params))
         if extra:
