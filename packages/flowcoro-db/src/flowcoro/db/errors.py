@@ -6,13 +6,14 @@ the original is always one ``__cause__`` away.
 
 from __future__ import annotations
 
-from flowcoro.core.errors import FlowCoroError
+from flowcoro.core.errors import FlowCoroError, PoolTimeout
 
 __all__ = [
     "DBError",
     "DBConnectionError",
     "AuthenticationError",
     "DBTimeoutError",
+    "DBPoolTimeout",
     "IntegrityError",
     "UniqueViolationError",
     "QueryError",
@@ -40,6 +41,10 @@ class DBTimeoutError(DBError, TimeoutError):
     """A query, command or pool wait ran out of time (its own timeout or the caller's deadline)."""
 
 
+class DBPoolTimeout(DBTimeoutError, PoolTimeout):
+    """No connection became free in time (the pool's acquire timeout or the caller's deadline)."""
+
+
 class IntegrityError(DBError):
     """A constraint was violated."""
 
@@ -52,7 +57,7 @@ class QueryError(DBError):
     """The server rejected the statement (bad SQL, unknown table, wrong arguments)."""
 
 
-class SyntaxError(QueryError):  # noqa: A001 - deliberately mirrors the SQLSTATE class name
+class SyntaxError(QueryError):
     """The statement does not parse."""
 
 

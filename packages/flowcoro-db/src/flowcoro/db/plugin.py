@@ -4,11 +4,38 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pluggy
+
 from flowcoro.core import hookimpl
 
 if TYPE_CHECKING:
-    from flowcoro.core.abc import PubSubBroker
+    from flowcoro.core.abc import Command, PubSubBroker
     from flowcoro.core.settings import Setting
+    from flowcoro.db.abc import Driver
+
+
+@hookimpl
+def flowcoro_add_hookspecs(pm: pluggy.PluginManager) -> None:
+    import flowcoro.db.hookspecs
+
+    pm.add_hookspecs(flowcoro.db.hookspecs)
+
+
+@hookimpl
+def flowcoro_db_drivers() -> list[type[Driver]]:
+    # The classes import their client libraries lazily, on first connect.
+    from flowcoro.db.drivers.mysql import MySQLDriver
+    from flowcoro.db.drivers.postgres import PostgresDriver
+    from flowcoro.db.drivers.sqlite import SQLiteDriver
+
+    return [PostgresDriver, MySQLDriver, SQLiteDriver]
+
+
+@hookimpl
+def flowcoro_cli_commands() -> list[Command]:
+    from flowcoro.db.migrate import DBCommand
+
+    return [DBCommand()]
 
 
 @hookimpl
@@ -26,3 +53,17 @@ def redis_settings() -> list[Setting]:
     from flowcoro.core.settings import Setting
 
     return [Setting("redis_url", str, None, "Redis URL: redis://, rediss:// or unix://")]
+
+
+@hookimpl(specname="flowcoro_settings")
+def sql_settings() -> list[Setting]:
+    from flowcoro.core.settings import Setting
+
+    return [
+        Setting(
+            "db_url",
+            str,
+            "sqlite:///flowcoro.db",
+            "SQL database URL: postgresql://, mysql:// (mariadb://) or sqlite:///path",
+        )
+    ]

@@ -1,0 +1,1 @@
+"""Built-in drivers: PostgreSQL (asyncpg), MySQL/MariaDB (asyncmy), SQLite (aiosqlite)."""
