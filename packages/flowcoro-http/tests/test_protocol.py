@@ -65,13 +65,16 @@ async def test_keep_alive_and_date_and_length() -> None:
 async def test_connection_close_and_http10() -> None:
     async with serving(hello_app()) as (_, port):
         data = await exchange(port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        assert b"connection: close" in data and data.endswith(b"Hello, World!")
+        assert b"connection: close" in data
+        assert data.endswith(b"Hello, World!")
         data = await exchange(port, b"GET / HTTP/1.0\r\n\r\n")
-        assert status_of(data) == 200 and b"connection: close" in data
+        assert status_of(data) == 200
+        assert b"connection: close" in data
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
         status, headers, _ = await read_response(reader)
-        assert status == 200 and "connection" not in headers
+        assert status == 200
+        assert "connection" not in headers
         writer.close()
         await writer.wait_closed()
 
@@ -124,9 +127,11 @@ async def test_chunked_request_and_head() -> None:
             b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
             b"Connection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
         )
-        assert status_of(data) == 200 and data.endswith(b"hello world")
+        assert status_of(data) == 200
+        assert data.endswith(b"hello world")
         data = await exchange(port, b"HEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        assert b"content-length: 13" in data and data.endswith(b"\r\n\r\n")
+        assert b"content-length: 13" in data
+        assert data.endswith(b"\r\n\r\n")
 
 
 async def test_expect_continue_only_when_body_read() -> None:
@@ -172,7 +177,8 @@ BAD = [
     (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),  # two Hosts
     (b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400),
     (
-        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n",
         400,
     ),
     (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
@@ -204,7 +210,8 @@ async def test_invalid_chunk_size_after_handler_started() -> None:
     async with serving(hello_app()) as (_, port):
         response = await exchange(
             port,
-            b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n",
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\nzz\r\n",
         )
         assert status_of(response) == 400
         await still_serves(port)
@@ -280,7 +287,8 @@ async def test_max_keepalive_requests() -> None:
         writer.write(GET * 3)
         _, h1, _ = await read_response(reader)
         _, h2, _ = await read_response(reader)
-        assert "connection" not in h1 and h2["connection"] == "close"
+        assert "connection" not in h1
+        assert h2["connection"] == "close"
         assert await reader.read() == b""
         writer.close()
 
@@ -326,7 +334,7 @@ async def test_client_disconnect_mid_body_cancels_handler() -> None:
         return "hi"
 
     async with serving(app) as (_, port):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\nabc")
         await asyncio.wait_for(entered.wait(), 5)
         writer.close()
@@ -334,7 +342,8 @@ async def test_client_disconnect_mid_body_cancels_handler() -> None:
             if seen:
                 break
             await asyncio.sleep(0.01)
-        assert seen and seen[0] in ("CancelledError", "ClientDisconnect")
+        assert seen
+        assert seen[0] in ("CancelledError", "ClientDisconnect")
         await still_serves(port)
 
 
@@ -358,16 +367,19 @@ async def test_streaming_response_chunked_and_http10() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(GET)
         status, headers, body = await read_response(reader)
+        assert status == 200
         assert headers["transfer-encoding"] == "chunked"
         assert body == b"part0;part1;part2;"
         writer.write(b"GET /sync HTTP/1.1\r\nHost: t\r\n\r\n")
-        status, headers, body = await read_response(reader)
+        _, headers, body = await read_response(reader)
         assert (headers["content-length"], body) == ("2", b"ab")
         writer.close()
         data = await exchange(port, b"GET / HTTP/1.0\r\n\r\n")
-        assert b"transfer-encoding" not in data and data.endswith(b"part0;part1;part2;")
+        assert b"transfer-encoding" not in data
+        assert data.endswith(b"part0;part1;part2;")
         data = await exchange(port, b"HEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        assert data.endswith(b"\r\n\r\n") and b"part0" not in data
+        assert data.endswith(b"\r\n\r\n")
+        assert b"part0" not in data
 
 
 async def test_slow_reader_pauses_streaming_writes() -> None:
@@ -393,7 +405,8 @@ async def test_slow_reader_pauses_streaming_writes() -> None:
         total = 0
         status, _, body = await read_response(reader)
         total = len(body)
-        assert status == 200 and total == 400 * 65536
+        assert status == 200
+        assert total == 400 * 65536
         writer.close()
 
 
@@ -411,7 +424,8 @@ async def test_error_in_stream_after_head_aborts() -> None:
     async with serving(app) as (_, port):
         with contextlib.suppress(ConnectionError):
             data = await exchange(port, GET)
-            assert b"first" in data and not data.endswith(b"0\r\n\r\n")
+            assert b"first" in data
+            assert not data.endswith(b"0\r\n\r\n")
 
 
 async def test_concurrency_limit_answers_503() -> None:
@@ -429,7 +443,8 @@ async def test_concurrency_limit_answers_503() -> None:
         )
         await asyncio.sleep(0.1)
         data = await exchange(port, b"GET /hold HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        assert status_of(data) == 503 and b"retry-after: 7" in data
+        assert status_of(data) == 503
+        assert b"retry-after: 7" in data
         release.set()
         assert status_of(await first) == 200
 
@@ -453,8 +468,137 @@ async def test_shutdown_with_requests_in_flight() -> None:
     await started.wait()
     stats = await server.shutdown(5)
     data = await busy
-    assert status_of(data) == 200 and b"connection: close" in data and data.endswith(b"finished")
+    assert status_of(data) == 200
+    assert b"connection: close" in data
+    assert data.endswith(b"finished")
     assert stats.cut == 0
     assert await idle_reader.read() in (b"", b"Hello, World!") or True
     idle_writer.close()
     await app.stop()
+
+
+def edge_app() -> App:
+    app = hello_app()
+
+    @app.get("/stream-close")
+    async def stream_close(request: Request) -> Response:
+        return StreamingResponse([b"a", b"b"])
+
+    @app.get("/forever")
+    async def forever(request: Request) -> Response:
+        async def gen():  # type: ignore[no-untyped-def]
+            while True:
+                yield b"x" * 65536
+                await asyncio.sleep(0)
+
+        return StreamingResponse(gen())
+
+    @app.get("/stubborn")
+    async def stubborn(request: Request) -> str:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            stubborn_seen.append("cancelled")
+            return "caught"
+        return "slept"
+
+    class Slow(Exception):
+        pass
+
+    @app.exception_handler(Slow)
+    async def on_slow(request: Request, exc: Exception) -> str:
+        await asyncio.sleep(0.01)
+        return "handled slowly"
+
+    @app.get("/slow-error")
+    async def slow_error(request: Request) -> str:
+        raise Slow
+
+    return app
+
+
+stubborn_seen: list[str] = []
+
+
+async def test_absolute_form_target_and_upgrade() -> None:
+    async with serving(edge_app()) as (_, port):
+        data = await exchange(
+            port, b"GET http://t/slow?x=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        assert data.endswith(b"slow")
+        data = await exchange(port, b"GET ftp:x HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert status_of(data) == 400
+        data = await exchange(
+            port,
+            b"GET / HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+        )
+        assert status_of(data) == 200
+        assert b"connection: close" in data
+
+
+async def test_bad_request_after_pipelined_good_one() -> None:
+    async with serving(edge_app()) as (_, port):
+        data = await exchange(port, b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\nGARBAGE\r\n\r\n")
+        first, _, rest = data.partition(b"slow")
+        assert status_of(first) == 200
+        assert status_of(rest) == 400
+
+
+async def test_half_close_is_a_disconnect() -> None:
+    async with serving(edge_app()) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+        writer.write_eof()
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+        await still_serves(port)
+
+
+async def test_stream_with_connection_close_and_client_leaving() -> None:
+    async with serving(edge_app()) as (_, port):
+        data = await exchange(
+            port, b"GET /stream-close HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        assert data.endswith(b"0\r\n\r\n")
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /forever HTTP/1.1\r\nHost: t\r\n\r\n")
+        await reader.readexactly(100_000)
+        writer.transport.abort()
+        await asyncio.sleep(0.1)
+        await still_serves(port)
+
+
+async def test_handler_catching_cancellation_and_slow_exception_handler() -> None:
+    stubborn_seen.clear()
+    async with serving(edge_app()) as (_, port):
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /stubborn HTTP/1.1\r\nHost: t\r\n\r\n")
+        await asyncio.sleep(0.1)
+        writer.transport.abort()
+        for _ in range(100):
+            if stubborn_seen:
+                break
+            await asyncio.sleep(0.01)
+        assert stubborn_seen == ["cancelled"]
+        data = await exchange(
+            port, b"GET /slow-error HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        assert data.endswith(b"handled slowly")
+
+
+async def test_handler_that_keeps_running_after_disconnect() -> None:
+    app = make_app(cancel_on_disconnect=False)
+    done = asyncio.Event()
+
+    @app.get("/")
+    async def index(request: Request) -> str:
+        await asyncio.sleep(0.1)
+        done.set()
+        return "late"
+
+    async with serving(app) as (_, port):
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(GET)
+        await asyncio.sleep(0.02)
+        writer.transport.abort()
+        await asyncio.wait_for(done.wait(), 5)

@@ -25,12 +25,14 @@ from urllib.parse import unquote
 
 import httptools
 
+from flowcoro.core.errors import BrokenResourceError
 from flowcoro.http._date import date_line
 from flowcoro.http.errors import ClientDisconnect, HTTPException
 from flowcoro.http.exceptions import ExceptionHandlers, problem
 from flowcoro.http.limits import HTTPLimits
 from flowcoro.http.request import Request
 from flowcoro.http.response import Response, StreamingResponse, to_response
+from flowcoro.http.routing import METHODS
 from flowcoro.net import BaseProtocol
 
 if TYPE_CHECKING:
@@ -42,8 +44,9 @@ __all__ = ["HTTPProtocol", "ServerState", "RequestObserver"]
 log = logging.getLogger("flowcoro.http")
 access_log = logging.getLogger("flowcoro.http.access")
 
-_SPECIAL = frozenset((b"host", b"content-length", b"transfer-encoding", b"expect"))
+_SPECIAL = frozenset((b"host", b"content-length", b"transfer-encoding", b"expect", b"upgrade"))
 _METHODS: dict[bytes, str] = {}
+_KNOWN = frozenset(m.encode() for m in METHODS)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 # Deadline kinds
@@ -183,11 +186,6 @@ class ServerState:
                 conn._expired()
         self._timer = loop.call_at(now + self._tick, self._sweep)
 
-    def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
 
 class HTTPProtocol(BaseProtocol):
     """HTTP/1.1 (and 1.0) server side of one connection."""
@@ -248,7 +246,7 @@ class HTTPProtocol(BaseProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        if transport.is_closing():
+        if transport.is_closing():  # pragma: no cover - refused by the server (TLS at the limit)
             self._gone = True
             return
         peer = transport.get_extra_info("peername")
@@ -271,15 +269,6 @@ class HTTPProtocol(BaseProtocol):
         if task is not None and self._s.limits.cancel_on_disconnect:
             task.cancel()
         super().connection_lost(exc)
-
-    def eof_received(self) -> bool | None:
-        """The client half-closed: finish what is in flight (keep the transport open to answer)
-        and close after it; close at once when nothing is."""
-        if self._linger or self._req is not None or self._current is None:
-            # Nothing to answer, or a body that can no longer complete: a disconnect.
-            return None
-        self._last = True
-        return True
 
     @property
     def idle(self) -> bool:
@@ -330,17 +319,24 @@ class HTTPProtocol(BaseProtocol):
             self._reject(inner)
             return
         except httptools.HttpParserUpgrade:
-            # Upgrades (WebSocket) are not served here: answer the request, then close.
-            self._last = True
+            # What follows the head is another protocol's: answer the request, then close.
             self._stop_reading()
+            if self._current is None and not self._queue and self.transport is not None:
+                self.transport.close()
             return
         except httptools.HttpParserInvalidMethodError:
             # A well-formed request line with a method we do not know is 501; garbage is 400.
-            line = data.split(b"\r\n", 1)[0].split(b" ")
-            if len(line) == 3 and line[0].isalpha() and line[2].startswith(b"HTTP/"):
-                self._reject(_Reject(501, "unknown request method"))
-            else:
-                self._reject(_Reject(400, "malformed request line"))
+            for raw_line in data.split(b"\r\n"):
+                line = raw_line.split(b" ")
+                if (
+                    len(line) == 3
+                    and line[0].isalpha()
+                    and line[0] not in _KNOWN
+                    and line[2].startswith(b"HTTP/")
+                ):
+                    self._reject(_Reject(501, "unknown request method"))
+                    return
+            self._reject(_Reject(400, "malformed request line"))
             return
         except httptools.HttpParserError as exc:
             text = str(exc)
@@ -390,12 +386,17 @@ class HTTPProtocol(BaseProtocol):
             elif n == b"content-length":
                 v = value.strip()
                 if not v.isdigit() or (self._cl is not None and int(v) != self._cl):
-                    raise _Reject(400, "invalid or conflicting Content-Length")
+                    raise _Reject(  # pragma: no cover - llhttp refuses these first
+                        400, "invalid or conflicting Content-Length"
+                    )
                 self._cl = int(v)
             elif n == b"transfer-encoding":
                 if self._te or value.strip().lower() != b"chunked":
                     raise _Reject(501, "only the chunked transfer coding is supported")
                 self._te = True
+            elif n == b"upgrade":
+                # Upgrades (WebSocket) are not served by this protocol: answer, then close.
+                self._last = True
             elif value.strip().lower() == b"100-continue":
                 self._expect = True
             else:
@@ -412,7 +413,9 @@ class HTTPProtocol(BaseProtocol):
             raise _Reject(400, "an HTTP/1.1 request needs exactly one Host header")
         cl = self._cl
         if self._te and cl is not None:
-            raise _Reject(400, "both Content-Length and Transfer-Encoding")
+            raise _Reject(  # pragma: no cover - llhttp refuses this first
+                400, "both Content-Length and Transfer-Encoding"
+            )
         raw_method = parser.get_method()
         method = _METHODS.get(raw_method)
         if method is None:
@@ -703,7 +706,7 @@ class HTTPProtocol(BaseProtocol):
         except asyncio.CancelledError:
             status = 499
             raise
-        except Exception:
+        except Exception:  # pragma: no cover - defensive: to_response/_recover do not raise
             log.exception("writing the response of %s %s failed", req.method, req.path)
         finally:
             self._task = None
@@ -755,7 +758,11 @@ class HTTPProtocol(BaseProtocol):
         return problem(500, None, headers={"x-request-id": req.id})
 
     def _keep(self, req: Request) -> bool:
-        if not req.keep_alive or self.shutting_down or self._last:
+        if not req.keep_alive or self.shutting_down:
+            return False
+        if self._last and not self._queue:
+            # Reading stopped (an upgrade, a bad request, a failed body): this is the last
+            # answer unless requests parsed before that point still wait for theirs.
             return False
         # A client waiting for the "100 Continue" we never sent, or a failed body: the rest of
         # the body cannot be told from the next request.
@@ -782,8 +789,11 @@ class HTTPProtocol(BaseProtocol):
                         await self._send_chunk(transport, chunk, chunked)
                 if chunked:
                     transport.write(b"0\r\n\r\n")
-        except (ConnectionError, asyncio.CancelledError):
-            raise
+        except (ConnectionError, BrokenResourceError):
+            # The client went away mid-stream: nothing more to send, nobody to tell.
+            self._last = True
+            transport.abort()
+            return
         except Exception:
             log.exception(
                 "streaming response of %s %s failed after its head was sent (request id %s)",
