@@ -9,9 +9,11 @@ explicit pipelines of ``--batch`` GETs issued back to back by one task. Every me
 in a fresh subprocess pinned to CPU 0 (``taskset -c 0``); the Redis server (a system service)
 is pinned to CPU 1 with ``taskset -pc`` when permitted, and its affinity restored afterwards.
 Rounds interleave the two clients (alternating which goes first). ``redis-benchmark`` (also on
-CPU 0) runs in each round for the server's ceiling: ``-c N`` for GET/SET, ``-c 1 -P batch`` for
-pipelines. The table gives medians of commands per second, the spread (min-max across rounds as
-% of the median), the ratio flowcoro / redis.asyncio, and flowcoro's fraction of the ceiling.
+CPU 0) runs in each round twice: ``-c N -P batch`` for the server's ceiling, and ``-c N -P 1``
+(the same concurrency without pipelining) for reference. The table gives medians of commands per
+second, the spread (min-max across rounds as % of the median), the ratio flowcoro / redis.asyncio
+(median and range of the per-round ratios, each round's pair measured back to back), and
+flowcoro's fraction of the ceiling.
 """
 
 from __future__ import annotations
@@ -154,23 +156,13 @@ def _run_client(impl: str, workload: str, opts: dict[str, str]) -> float:
     return float(json.loads(out.stdout.strip().splitlines()[-1])["rate"])
 
 
-def _redis_benchmark(workload: str, opts: dict[str, str]) -> float | None:
+def _redis_benchmark(test: str, clients: str, pipeline: str) -> float | None:
     exe = shutil.which("redis-benchmark")
     if exe is None:
         return None
-    conc, batch = opts["concurrency"], opts["batch"]
-    args = (
-        ["-c", "1", "-P", batch, "-t", "get"]
-        if workload == "pipeline"
-        else [
-            "-c",
-            conc,
-            "-t",
-            workload,
-        ]
-    )
-    n = "400000" if workload == "pipeline" else "100000"
-    cmd = [exe, "-h", HOST, "-p", str(PORT), "-n", n, "-d", "100", "-r", "1000", "--csv", *args]
+    n = "1000000" if pipeline != "1" else "100000"
+    cmd = [exe, "-h", HOST, "-p", str(PORT), "-n", n, "-d", "100", "-r", "1000", "--csv"]
+    cmd += ["-c", clients, "-P", pipeline, "-t", test]
     out = subprocess.run(_pin(cmd, 0), capture_output=True, text=True, check=False)
     for line in out.stdout.splitlines():
         cells = [c.strip('"') for c in line.split(",")]
@@ -233,9 +225,15 @@ def main(argv: list[str]) -> int:
                     results.setdefault((impl, workload), []).append(
                         _run_client(impl, workload, opts)
                     )
-                ceiling = _redis_benchmark(workload, opts)
-                if ceiling is not None:
-                    results.setdefault(("redis-benchmark", workload), []).append(ceiling)
+                test = "set" if workload == "set" else "get"
+                conc = opts["concurrency"]
+                for label, clients, depth in (
+                    ("ceiling", conc, opts["batch"]),  # the server's ceiling: pipelined
+                    ("plain", conc, "1"),  # same concurrency, one command in flight per client
+                ):
+                    rate = _redis_benchmark(test, clients, depth)
+                    if rate is not None:
+                        results.setdefault((label, workload), []).append(rate)
             print(f"round {r + 1}/{rounds} done", flush=True)
     finally:
         if pinned and pid and old_mask:
@@ -263,35 +261,43 @@ def _report(
         )
     except (OSError, StopIteration):
         pass
+    conc, batch = opts["concurrency"], opts["batch"]
     print()
     print(
-        f"machine: {cpu}, {os.cpu_count()} CPUs; Python {platform.python_version()}; "
-        f"Redis {version} ({'pinned to CPU 1' if pinned else 'not pinned'}); "
-        f"redis-py {redis.__version__}; hiredis {hiredis.__version__}; loop {opts['loop']}"
+        f"machine: {cpu}, {os.cpu_count()} CPUs (shared with other work: expect noise); "
+        f"Python {platform.python_version()}; Redis {version} "
+        f"({'pinned to CPU 1' if pinned else 'not pinned'}); redis-py {redis.__version__}; "
+        f"hiredis {hiredis.__version__}; loop {opts['loop']}; {opts['rounds']} rounds x "
+        f"{opts['duration']} s"
     )
     print()
     print(
-        "| workload | flowcoro cmd/s (spread) | redis.asyncio cmd/s (spread) | ratio "
-        "| redis-benchmark cmd/s | flowcoro / ceiling |"
+        "| workload | flowcoro cmd/s (spread) | redis.asyncio cmd/s (spread) "
+        "| ratio, median of rounds (range) | redis-benchmark ceiling "
+        f"(-c {conc} -P {batch}) | flowcoro / ceiling | redis-benchmark -c {conc} -P 1 |"
     )
-    print("|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     names = {
-        "get": f"GET x{opts['concurrency']} tasks",
-        "set": f"SET x{opts['concurrency']} tasks",
-        "pipeline": f"pipeline of {opts['batch']} GET",
+        "get": f"GET, {conc} tasks",
+        "set": f"SET, {conc} tasks",
+        "pipeline": f"pipelines of {batch} GET",
     }
     for workload in WORKLOADS:
         ours, peer = results[("flowcoro", workload)], results[("redis-py", workload)]
         mo, mp = statistics.median(ours), statistics.median(peer)
-        ceil = results.get(("redis-benchmark", workload))
-        ceil_cell = frac_cell = "n/a"
-        if ceil:
-            mc = statistics.median(ceil)
-            ceil_cell = f"{mc:,.0f} (±{_spread(ceil):.0f}%)"
-            frac_cell = f"{mo / mc:.0%}"
+        ratios = [o / p for o, p in zip(ours, peer, strict=True)]
+        cells = []
+        for label in ("ceiling", "plain"):
+            values = results.get((label, workload))
+            cells.append(
+                f"{statistics.median(values):,.0f} (±{_spread(values):.0f}%)" if values else "n/a"
+            )
+        ceil = results.get(("ceiling", workload))
+        frac = f"{mo / statistics.median(ceil):.0%}" if ceil else "n/a"
         print(
             f"| {names[workload]} | {mo:,.0f} (±{_spread(ours):.0f}%) | "
-            f"{mp:,.0f} (±{_spread(peer):.0f}%) | {mo / mp:.2f}x | {ceil_cell} | {frac_cell} |"
+            f"{mp:,.0f} (±{_spread(peer):.0f}%) | {statistics.median(ratios):.2f}x "
+            f"({min(ratios):.2f}-{max(ratios):.2f}) | {cells[0]} | {frac} | {cells[1]} |"
         )
 
 

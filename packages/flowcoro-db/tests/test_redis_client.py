@@ -463,3 +463,18 @@ async def test_max_pending_backpressure(redis_url: str) -> None:
         got = await asyncio.gather(*(r.get(p + "k") for _ in range(200)))
         assert got == [b"v"] * 200
         assert r.statistics().batch_size_max <= 5
+
+
+async def test_close_fails_blocked_commands_and_unsent_pipelines(redis_url: str) -> None:
+    r = Redis.from_url(redis_url)
+    key = f"fct:{uuid.uuid4().hex[:12]}:never"
+    blocked = asyncio.create_task(r.blpop([key], 0))
+    await asyncio.sleep(0.1)
+    await r.aclose()
+    with pytest.raises(DBConnectionError, match="closed"):
+        await blocked
+    pipe = r.pipeline()
+    queued = pipe.get(key)
+    with pytest.raises(ClosedResourceError):
+        await pipe.execute()
+    assert queued.cancelled()

@@ -90,7 +90,7 @@ class Redis(Commands, Component):
         self._command_timeout = self.config.command_timeout
         self._max_pending = self.config.max_pending
         self._idle: list[RedisConnection] = []
-        self._dedicated_in_use = 0
+        self._busy: set[RedisConnection] = set()
         self._dedicated_sem = asyncio.Semaphore(self.config.max_dedicated)
 
     @classmethod
@@ -218,14 +218,18 @@ class Redis(Commands, Component):
                 "stayed busy"
             ) from None
         try:
-            while self._idle:
+            conn = None
+            while self._idle and conn is None:
                 conn = self._idle.pop()
-                if not conn.closed:
-                    return conn
-            connect_timeout = self.config.connect_timeout
-            if timeout is not None and (connect_timeout is None or timeout < connect_timeout):
-                connect_timeout = timeout
-            return await open_connection(self.config, self._stats, connect_timeout)
+                if conn.closed:
+                    conn = None
+            if conn is None:
+                connect_timeout = self.config.connect_timeout
+                if timeout is not None and (connect_timeout is None or timeout < connect_timeout):
+                    connect_timeout = timeout
+                conn = await open_connection(self.config, self._stats, connect_timeout)
+            self._busy.add(conn)
+            return conn
         except BaseException:
             self._dedicated_sem.release()
             raise
@@ -233,6 +237,7 @@ class Redis(Commands, Component):
     def _release_dedicated(self, conn: RedisConnection) -> None:
         """Keep a dedicated connection only when it is provably in sync (no reply outstanding)."""
         self._dedicated_sem.release()
+        self._busy.discard(conn)
         if conn.closed:
             return
         if conn.waiters or self._closed or len(self._idle) >= self.config.max_dedicated:
@@ -412,6 +417,8 @@ class Redis(Commands, Component):
         idle, self._idle = self._idle, []
         for c in idle:
             await c.aclose()
+        for c in list(self._busy):  # blocked commands fail now rather than outlive the client
+            c.discard(DBConnectionError("the Redis client was closed"))
 
     @property
     def closed(self) -> bool:

@@ -95,12 +95,17 @@ class Pipeline(Commands):
         else:
             payload = b"".join(packed)
         conn = self._conn
-        if conn is None:
-            conn = client._conn
-            if conn is None or conn.closed:
-                conn = await client._shared(timeout)
+        try:
+            if conn is None:
+                conn = client._conn
+                if conn is None or conn.closed:
+                    conn = await client._shared(timeout)
+            replies = conn.submit_many(payload, count)
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
         client._stats.commands += count
-        replies = conn.submit_many(payload, count)
         last = replies[-1]
         try:
             if timeout is None:
