@@ -270,3 +270,25 @@ async def test_close_wakes_readers_and_stops_reconnecting() -> None:
         with pytest.raises(ClosedResourceError):
             await reader
         assert ps._connecting is None
+
+
+async def test_app_picks_the_redis_broker_and_registers_health(redis_url: str) -> None:
+    from flowcoro.core.app import App
+
+    app = App(env={}, redis_url=redis_url)
+    client = Redis.from_url(app.settings["redis_url"])
+    app.add_component(client)
+    ch = f"fct:{uuid.uuid4().hex[:10]}"
+    async with app:
+        broker = app.pubsub()
+        assert isinstance(broker, RedisBroker)
+        try:
+            sub = await broker.subscribe(ch)
+            assert await broker.publish(ch, b"via-app") == 1
+            assert await next_message(sub) == Message(ch, b"via-app")
+            report = await app.health.run()
+            assert report.ok
+            assert [c.name for c in report.checks if c.name == "redis"] == ["redis"]
+        finally:
+            await broker.aclose()
+    assert client.closed
