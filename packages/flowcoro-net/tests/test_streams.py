@@ -319,3 +319,23 @@ async def test_a_finished_handler_does_not_linger_on_a_peer_that_never_reads() -
                 break
         assert server.statistics().active == 0
         sock.close()
+
+
+async def test_a_peer_leaving_between_messages_is_quiet_and_mid_message_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def upper(conn: Connection) -> None:
+        while True:
+            await conn.send((await conn.read_until(b"\n")).upper())
+
+    async with serving(upper) as server:
+        with caplog.at_level(logging.WARNING, "flowcoro.net"):
+            async with await connect("127.0.0.1", server.port) as conn:
+                await conn.send(b"one\n")
+                assert await conn.read_until(b"\n") == b"ONE\n"
+            await asyncio.sleep(0.05)
+            assert "closed" not in caplog.text
+            async with await connect("127.0.0.1", server.port) as conn:
+                await conn.send(b"half a line")
+            await asyncio.sleep(0.05)
+            assert "closed: connection closed after 11 bytes" in caplog.text

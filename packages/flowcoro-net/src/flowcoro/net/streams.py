@@ -366,6 +366,10 @@ class _HandlerProtocol(StreamProtocol):
             await self._handler(conn)
         except asyncio.CancelledError:
             pass  # cut by the drain timeout, or the connection vanished
+        except IncompleteReadError as exc:
+            if exc.partial:  # the peer left in the middle of a message
+                _logger.warning("connection from %s closed: %s", self._peer(), exc)
+            # else: the peer closed between messages, the normal end of a connection
         except (NetError, OSError) as exc:
             _logger.warning("connection from %s closed: %s", self._peer(), exc)
             if self.transport is not None:
