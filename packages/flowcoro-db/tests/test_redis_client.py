@@ -478,3 +478,26 @@ async def test_close_fails_blocked_commands_and_unsent_pipelines(redis_url: str)
     with pytest.raises(ClosedResourceError):
         await pipe.execute()
     assert queued.cancelled()
+
+
+async def test_pure_python_fallback_end_to_end(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without hiredis the client uses PyReader and py_pack_command: same behaviour."""
+    from flowcoro.db.redis import _resp, client, connection, pipeline, pubsub
+
+    monkeypatch.setattr(connection, "make_reader", _resp.PyReader)
+    for module in (connection, client, pipeline, pubsub):
+        monkeypatch.setattr(module, "pack_command", _resp.py_pack_command)
+    async with connected(redis_url) as (r, p):
+        values = {f"{p}{i}": f"v{i}" * (i * 50) for i in range(100)}
+        await asyncio.gather(*(r.set(k, v) for k, v in values.items()))
+        got = await asyncio.gather(*(r.get(k) for k in values))
+        assert got == [v.encode() for v in values.values()]
+        assert isinstance(r._conn._reader, _resp.PyReader)  # type: ignore[union-attr]
+        with pytest.raises(RedisCommandError, match="WRONGTYPE"):
+            await r.hgetall(f"{p}1")
+        tx = r.pipeline(transaction=True)
+        tx.incr(p + "n")
+        tx.lrange(p + "nolist")
+        assert await tx.execute() == [1, []]
