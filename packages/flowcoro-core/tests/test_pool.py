@@ -518,3 +518,19 @@ async def test_stress_1000_tasks_random_cancellations() -> None:
         for r in held:
             await pool.put(r)
         assert sum(not r.closed for r in f.made) == pool.statistics().size
+
+
+async def test_waiters_with_different_timeouts_share_one_timer() -> None:
+    async with Pool(Factory(), max_size=1) as pool:
+        held = await pool.get()
+        slow = asyncio.create_task(pool.get(timeout=0.3))
+        await asyncio.sleep(0)
+        fast = asyncio.create_task(pool.get(timeout=0.05))  # earlier: the timer is re-armed
+        with pytest.raises(PoolTimeout):
+            await fast
+        assert not slow.done()  # the timer was re-armed for the later waiter
+        with pytest.raises(PoolTimeout):
+            await slow
+        await pool.put(held)
+        assert pool.statistics().timeouts == 2
+        consistent(pool)

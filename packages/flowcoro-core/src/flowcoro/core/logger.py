@@ -89,9 +89,12 @@ DEBUG, INFO, WARNING, ERROR, CRITICAL = 10, 20, 30, 40, 50
 _BY_NAME = {name: level for level, name in LEVEL_NAMES.items()} | {"warn": WARNING}
 _BATCH = 1024
 _YIELD_EVERY = 64  # records formatted between voluntary GIL releases by the writer
-_EMPTY: Mapping[str, Any] = {}
+Items = tuple[tuple[str, Any], ...]
 
-_CONTEXT: ContextVar[Mapping[str, Any]] = ContextVar("flowcoro_log_context", default=_EMPTY)
+# Context fields are kept as a tuple of (key, value) pairs, not a dict: a queued record that holds
+# only tuples of atomic values is untracked by the cyclic GC, so a long queue (a stuck sink)
+# does not make the collector's full passes, which run on the event loop's thread too, slower.
+_CONTEXT: ContextVar[Items] = ContextVar("flowcoro_log_context", default=())
 
 
 def _level(value: int | str, field: str = "level") -> int:
@@ -275,14 +278,13 @@ def _emit(
     context = _CONTEXT.get()
     if core.providers:
         context = _provided(context, core.providers)
-    queue.append((time.time(), level, name, event, fields, context, exc_info))
+    items = tuple(fields.items()) if fields else None
+    queue.append((time.time(), level, name, event, items, context, exc_info))
     if core.sleeping:
         core.wake()
 
 
-def _provided(
-    context: Mapping[str, Any], providers: list[Callable[[], Mapping[str, Any] | None]]
-) -> Mapping[str, Any]:
+def _provided(context: Items, providers: list[Callable[[], Mapping[str, Any] | None]]) -> Items:
     merged: dict[str, Any] | None = None
     for provider in providers:
         try:
@@ -293,7 +295,7 @@ def _provided(
             if merged is None:
                 merged = dict(context)
             merged.update(extra)
-    return context if merged is None else merged
+    return context if merged is None else tuple(merged.items())
 
 
 class _Level:
@@ -455,7 +457,7 @@ class bind_context:  # used like a function
     def __init__(self, **fields: Any) -> None:
         merged = dict(_CONTEXT.get())
         merged.update(fields)
-        self._token: Token[Mapping[str, Any]] = _CONTEXT.set(merged)
+        self._token: Token[Items] = _CONTEXT.set(tuple(merged.items()))
 
     def __enter__(self) -> bind_context:
         return self
@@ -474,7 +476,7 @@ bind = bind_context
 
 def context_fields() -> Mapping[str, Any]:
     """The context fields in effect here."""
-    return _CONTEXT.get()
+    return dict(_CONTEXT.get())
 
 
 def add_context_provider(provider: Callable[[], Mapping[str, Any] | None]) -> None:

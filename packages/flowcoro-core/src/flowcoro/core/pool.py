@@ -147,9 +147,15 @@ class Pool(Generic[T]):
         self._max_lifetime = max_lifetime
         self._close = close if close is not None else _default_close
         self._discard_on_error = discard_on_error
+        self._expiring = max_idle is not None or max_lifetime is not None
         self._idle: deque[_Entry[T]] = deque()  # LIFO at the right: warm resources are reused
         self._in_use: dict[int, _Entry[T]] = {}
         self._waiters: deque[asyncio.Future[Any]] = deque()
+        # One timer for all waiters (the earliest expiry), not one per wait: cheaper under
+        # contention, where every acquire waits.
+        self._expiries: dict[asyncio.Future[Any], float] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self._size = 0
         self._closed = False
         self._closing: set[asyncio.Task[None]] = set()
@@ -198,7 +204,7 @@ class Pool(Generic[T]):
         # Fast path: a warm idle resource, nobody queued before us and no health check due.
         if self._idle and not self._waiters and self._health_check is None:
             entry = self._idle.pop()
-            if self._fresh(entry):
+            if not self._expiring or self._fresh(entry):
                 return self._lend(entry, reused=True, waited=0.0)
             self._retire(entry)
         limit = effective_timeout(self.acquire_timeout if timeout is None else timeout)
@@ -214,10 +220,10 @@ class Pool(Generic[T]):
                     raise
                 return self._lend(entry, reused=False, waited=_monotonic() - started)
             entry = entry_or_slot
-            if not self._fresh(entry):
+            if self._expiring and not self._fresh(entry):
                 self._retire(entry)
                 continue
-            if await self._healthy(entry):
+            if self._health_check is None or await self._healthy(entry):
                 return self._lend(entry, reused=True, waited=_monotonic() - started)
 
     async def put(self, resource: T, discard: bool = False) -> None:
@@ -274,6 +280,9 @@ class Pool(Generic[T]):
                 self._retire(self._idle.pop(), count_discard=False)
             if self._maintainer is not None:
                 self._maintainer.cancel()
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
         if self._maintainer is not None:
             await asyncio.gather(self._maintainer, return_exceptions=True)
         while self._closing:
@@ -317,9 +326,10 @@ class Pool(Generic[T]):
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Any] = loop.create_future()
         self._waiters.append(waiter)
-        timer = None
         if expires is not None:
-            timer = loop.call_at(loop.time() + (expires - _monotonic()), _expire, waiter)
+            self._expiries[waiter] = expires
+            if self._timer is None or expires < self._timer_at:
+                self._arm(loop, expires)
         try:
             result = await waiter
         except BaseException:
@@ -329,8 +339,8 @@ class Pool(Generic[T]):
                 self._give_back(waiter.result())
             raise
         finally:
-            if timer is not None:
-                timer.cancel()
+            if expires is not None:
+                del self._expiries[waiter]
             # Handed-over waiters were already popped; the others remove themselves here.
             if not waiter.done() or waiter.cancelled() or waiter.result() is _TIMED_OUT:
                 try:
@@ -345,6 +355,26 @@ class Pool(Generic[T]):
                 f"waiting={len(self._waiters)}, acquire_timeout={self.acquire_timeout})"
             )
         return result
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = loop.call_at(loop.time() + (at - _monotonic()), self._on_timer, loop)
+
+    def _on_timer(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        now = _monotonic() + 0.0005  # timers may fire a hair early (uvloop: ms resolution)
+        earliest: float | None = None
+        for waiter, at in self._expiries.items():
+            if waiter.done():
+                continue
+            if at <= now:
+                waiter.set_result(_TIMED_OUT)
+            elif earliest is None or at < earliest:
+                earliest = at
+        if earliest is not None:
+            self._arm(loop, earliest)
 
     def _give_back(self, result: Any) -> None:
         if result is _SLOT:
@@ -522,11 +552,6 @@ class Pool(Generic[T]):
             else:
                 keep.append(entry)
         self._idle.extend(keep)
-
-
-def _expire(waiter: asyncio.Future[Any]) -> None:
-    if not waiter.done():
-        waiter.set_result(_TIMED_OUT)
 
 
 class _Acquire(Generic[T]):
