@@ -602,3 +602,19 @@ async def test_handler_that_keeps_running_after_disconnect() -> None:
         await asyncio.sleep(0.02)
         writer.transport.abort()
         await asyncio.wait_for(done.wait(), 5)
+
+
+async def test_versions_in_one_read() -> None:
+    async with serving(hello_app()) as (_, port):
+        data = await exchange(port, GET + b"GET / HTTP/2.0\r\nHost: t\r\n\r\n")
+        first, _, rest = data.partition(b"Hello, World!")
+        assert status_of(first) == 200
+        assert status_of(rest) == 505
+        body = b"HTTP/2.0 HTTP/1.0 in a body"
+        data = await exchange(
+            port,
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+            + b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        assert body in data
+        assert data.endswith(b"Hello, World!")

@@ -31,7 +31,14 @@ from flowcoro.http.errors import ClientDisconnect, HTTPException
 from flowcoro.http.exceptions import ExceptionHandlers, problem
 from flowcoro.http.limits import HTTPLimits
 from flowcoro.http.request import Request
-from flowcoro.http.response import Response, StreamingResponse, to_response
+from flowcoro.http.response import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+    to_response,
+)
 from flowcoro.http.routing import METHODS
 from flowcoro.net import BaseProtocol
 
@@ -47,6 +54,8 @@ access_log = logging.getLogger("flowcoro.http.access")
 _SPECIAL = frozenset((b"host", b"content-length", b"transfer-encoding", b"expect", b"upgrade"))
 _METHODS: dict[bytes, str] = {}
 _KNOWN = frozenset(m.encode() for m in METHODS)
+# Response classes sent as they are (no conversion, not streamed): a set lookup, not isinstance.
+_PLAIN = frozenset((Response, PlainTextResponse, JSONResponse, HTMLResponse))
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 # Deadline kinds
@@ -129,6 +138,26 @@ def _resume(coro: Coroutine[Any, Any, Any], first: Any) -> Generator[Any, None, 
                 return stop.value
 
 
+def _target(url: bytes, method: str) -> tuple[str, bytes]:
+    """The request target as (decoded path, raw query); absolute-form targets are accepted."""
+    if url[:1] == b"/":
+        raw_path, _, query = url.partition(b"?")
+    elif url == b"*" and method == "OPTIONS":
+        raw_path, query = b"*", b""
+    else:
+        try:
+            parsed = httptools.parse_url(url)
+        except httptools.HttpParserInvalidURLError:
+            raise _Reject(400, "malformed request target") from None
+        raw_path, query = parsed.path or b"/", parsed.query or b""
+        if parsed.schema is None or raw_path[:1] != b"/":
+            raise _Reject(400, "malformed request target")
+    path = raw_path.decode("latin-1")
+    if b"%" in raw_path:
+        path = unquote(path)
+    return path, query
+
+
 class ServerState:
     """Shared by every connection of one server (one per `App.protocol_factory()` call)."""
 
@@ -156,6 +185,8 @@ class ServerState:
         self.header_timeout = limits.header_timeout
         self.max_header_count = limits.max_header_count
         self.max_header_size = limits.max_header_size
+        self.max_body_size = limits.max_body_size
+        self.targets: dict[bytes, tuple[str, bytes, Any]] = {}
         self.conns: set[HTTPProtocol] = set()
         self.now = 0.0
         self.date = date_line()
@@ -241,6 +272,9 @@ class HTTPProtocol(BaseProtocol):
         self._pumping = False
         self._last = False
         self._linger = False
+        self._chunk = 0
+        self._data = b""
+        self._v11_known: bool | None = None
 
     # -- connection lifecycle -----------------------------------------------------------
 
@@ -309,6 +343,9 @@ class HTTPProtocol(BaseProtocol):
             return
         self.active = True
         self._fresh = False
+        self._chunk = len(data)
+        self._data = data
+        self._v11_known = None
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -346,21 +383,46 @@ class HTTPProtocol(BaseProtocol):
                 self._reject(_Reject(400, "malformed request"))
             return
         if self._in_head:
-            if not self._fresh:
+            # The header block spans reads: bound it while it arrives, one read at a time.
+            if self._fresh:
+                self._head_bytes = self._head_size()
+            else:
                 self._head_bytes += len(data)
-            if self._head_bytes > self._s.limits.max_header_size:
+            state = self._s
+            if self._head_bytes > state.max_header_size:
                 self._reject(_Reject(431, "the request header block is too large"))
+            elif len(self._headers) > state.max_header_count:
+                self._reject(_Reject(431, "too many request header fields"))
+
+    def _v11(self) -> bool:
+        """Whether every request line starting in the current read is HTTP/1.1, found by
+        scanning the read once: ``parser.get_http_version()`` formats a new string per call and
+        costs more than the rest of the request line handling. Any other version (llhttp only
+        lets 0.9, 1.0, 1.1, 2.0 and 3.0 through) appears literally in the read, and then the
+        parser is asked; a body that happens to contain such text only costs that call."""
+        known = self._v11_known
+        if known is None:
+            data = self._data
+            known = self._v11_known = b"HTTP/1.1" in data and not (
+                b"HTTP/1.0" in data
+                or b"HTTP/0." in data
+                or b"HTTP/2." in data
+                or b"HTTP/3." in data
+            )
+        return known
+
+    def _head_size(self) -> int:
+        return len(self._url) + sum(len(n) + len(v) + 4 for n, v in self._headers)
 
     def on_url(self, url: bytes) -> None:
         # The first callback of every message (no on_message_begin: one call less per request).
         if self._in_head:
             self._url += url
-            self._head_bytes += len(url)
             return
         self._in_head = True
         self._fresh = True
         self._url = url
-        self._head_bytes = len(url)
+        self._head_bytes = 0
         self._headers = []
         self._hosts = 0
         self._cl = None
@@ -371,43 +433,52 @@ class HTTPProtocol(BaseProtocol):
         self._deadline = state.now + state.header_timeout
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # Count and size are checked per read (data_received) and when the block completes;
+        # this runs once per header field, so it does as little as possible.
         n = name.lower()
-        headers = self._headers
-        headers.append((n, value))
-        self._head_bytes += len(name) + len(value) + 4
-        state = self._s
-        if len(headers) > state.max_header_count:
-            raise _Reject(431, "too many request header fields")
-        if self._head_bytes > state.max_header_size:
-            raise _Reject(431, "the request header block is too large")
+        self._headers.append((n, value))
         if n in _SPECIAL:
             if n == b"host":
                 self._hosts += 1
-            elif n == b"content-length":
-                v = value.strip()
-                if not v.isdigit() or (self._cl is not None and int(v) != self._cl):
-                    raise _Reject(  # pragma: no cover - llhttp refuses these first
-                        400, "invalid or conflicting Content-Length"
-                    )
-                self._cl = int(v)
-            elif n == b"transfer-encoding":
-                if self._te or value.strip().lower() != b"chunked":
-                    raise _Reject(501, "only the chunked transfer coding is supported")
-                self._te = True
-            elif n == b"upgrade":
-                # Upgrades (WebSocket) are not served by this protocol: answer, then close.
-                self._last = True
-            elif value.strip().lower() == b"100-continue":
-                self._expect = True
             else:
-                raise _Reject(417, "only 'Expect: 100-continue' is supported")
+                self._special(n, value)
+
+    def _special(self, n: bytes, value: bytes) -> None:
+        if n == b"content-length":
+            v = value.strip()
+            if not v.isdigit() or (self._cl is not None and int(v) != self._cl):
+                raise _Reject(  # pragma: no cover - llhttp refuses these first
+                    400, "invalid or conflicting Content-Length"
+                )
+            self._cl = int(v)
+        elif n == b"transfer-encoding":
+            if self._te or value.strip().lower() != b"chunked":
+                raise _Reject(501, "only the chunked transfer coding is supported")
+            self._te = True
+        elif n == b"upgrade":
+            # Upgrades (WebSocket) are not served by this protocol: answer, then close.
+            self._last = True
+        elif value.strip().lower() == b"100-continue":
+            self._expect = True
+        else:
+            raise _Reject(417, "only 'Expect: 100-continue' is supported")
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        state = self._s
+        if len(self._headers) > state.max_header_count:
+            raise _Reject(431, "too many request header fields")
+        if (self._chunk > state.max_header_size or self._head_bytes) and (
+            self._head_size() > state.max_header_size
+        ):
+            raise _Reject(431, "the request header block is too large")
         parser = self._parser
-        version = parser.get_http_version()
-        if version != "1.1" and version != "1.0":
-            raise _Reject(505, "unsupported HTTP version")
+        if self._fresh and self._v11():
+            version = "1.1"
+        else:
+            version = parser.get_http_version()
+            if version != "1.1" and version != "1.0":
+                raise _Reject(505, "unsupported HTTP version")
         hosts = self._hosts
         if hosts != 1 and (hosts > 1 or version == "1.1"):
             raise _Reject(400, "an HTTP/1.1 request needs exactly one Host header")
@@ -423,26 +494,18 @@ class HTTPProtocol(BaseProtocol):
             if len(_METHODS) < 64:
                 _METHODS[raw_method] = method
         url = self._url
-        if url[:1] == b"/":
-            raw_path, _, query = url.partition(b"?")
-        elif url == b"*" and method == "OPTIONS":
-            raw_path, query = b"*", b""
+        hit = state.targets.get(url)
+        if hit is not None:
+            path, query, found = hit
         else:
-            try:
-                parsed = httptools.parse_url(url)
-            except httptools.HttpParserInvalidURLError:
-                raise _Reject(400, "malformed request target") from None
-            raw_path, query = parsed.path or b"/", parsed.query or b""
-            if parsed.schema is None or raw_path[:1] != b"/":
-                raise _Reject(400, "malformed request target")
-        path = raw_path.decode("latin-1")
-        if b"%" in raw_path:
-            path = unquote(path)
-        state = self._s
+            path, query = _target(url, method)
+            found = state.lookup(path)
+            if found is not None and found[1] is None and len(state.targets) < 4096:
+                # A static route: remember the parsed target (bounded, per server).
+                state.targets[url] = (path, query, found)
         req = Request(method, path, query, self._headers, version, self._client, state.app, self)
         req.keep_alive = parser.should_keep_alive() and not self._last
-        limit = state.limits.max_body_size
-        found = state.lookup(path)
+        limit = state.max_body_size
         if found is None:
             req._endpoint = state.fallback
         else:
@@ -453,10 +516,11 @@ class HTTPProtocol(BaseProtocol):
                 req._allow = match.allow
             else:
                 req.route = route.path
-                req.path_params = params
                 req._endpoint = route.endpoint
-                if route.direct:
-                    req._kw = params
+                if params is not None:
+                    req.path_params = params
+                    if route.direct:
+                        req._kw = params
                 if route.max_body_size is not None:
                     limit = route.max_body_size
         if self._te or cl:
@@ -653,17 +717,17 @@ class HTTPProtocol(BaseProtocol):
                 self._complete(req, _Suspended(coro, waiting)), context=ctx
             )
             return
-        if type(result) is not Response and not isinstance(result, Response):
+        if result.__class__ not in _PLAIN and not isinstance(result, Response):
             try:
                 result = to_response(result)
             except TypeError as exc:
                 result = self._server_error(req, exc)
-        if isinstance(result, StreamingResponse):
+        if result.__class__ not in _PLAIN and isinstance(result, StreamingResponse):
             self._task = asyncio.get_running_loop().create_task(
                 self._complete(req, _Ready(result)), context=ctx
             )
             return
-        self._respond(req, result)
+        self._respond(req, result)  # type: ignore[arg-type]
 
     def _respond(self, req: Request, response: Response) -> None:
         transport = self.transport
