@@ -332,10 +332,12 @@ async def test_timeouts_and_deadline() -> None:
                 r = await client.get(f"{server.url}/hello")
                 assert r.content == b"hello"
             # An expired deadline stops the request before it waits for anything.
+            before = server.requests
             with deadline(0.01):
                 await asyncio.sleep(0.02)
-                with pytest.raises(TimeoutException):
+                with pytest.raises(TimeoutException, match="before the request was sent"):
                     await client.get(f"{server.url}/hello")
+            assert server.requests == before
             assert all(s.in_use == 0 for s in client.pool_statistics().values())
 
 

@@ -9,7 +9,7 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Final
 
-from flowcoro.core.deadline import effective_timeout
+from flowcoro.core.deadline import effective_timeout, remaining
 from flowcoro.core.errors import DeadlineExceeded
 from flowcoro.core.errors import PoolTimeout as CorePoolTimeout
 from flowcoro.core.pool import Pool, PoolStatistics
@@ -31,6 +31,7 @@ from flowcoro.http.client.errors import (
     ProtocolError,
     ReadError,
     ResponseTooLarge,
+    TimeoutException,
     TooManyRedirects,
 )
 
@@ -327,6 +328,12 @@ class Client:
         idempotent request met a kept-alive connection that the server had closed."""
         if self._closed:
             raise ClientClosed("the client is closed", method=method, url=target.url)
+        if remaining() == 0.0:
+            raise TimeoutException(
+                "the caller's deadline expired before the request was sent",
+                method=method,
+                url=target.url,
+            )
         head = self._head(method, target, user_headers, body, ctype)
         pool = self._pools.get(target.origin)
         if pool is None:
