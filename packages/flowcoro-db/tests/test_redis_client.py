@@ -258,6 +258,19 @@ async def test_explicit_pipeline(redis_url: str) -> None:
         for i in range(500):
             big.set(f"{p}b{i}", i)
         assert await big.execute() == [True] * 500
+        # a pipeline cancelled in flight: its replies are consumed, the connection stays in step
+        before = r.statistics().discarded_replies
+        doomed = r.pipeline()
+        for i in range(300):
+            doomed.get(f"{p}b{i}")
+        task = asyncio.create_task(doomed.execute())
+        await asyncio.sleep(0)  # the task has queued the batch and awaits its replies
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        got = await asyncio.gather(*(r.get(f"{p}b{i}") for i in range(0, 500, 7)))
+        assert got == [str(i).encode() for i in range(0, 500, 7)]
+        assert r.statistics().discarded_replies == before + 300
 
 
 async def test_multi_exec_transactions(redis_url: str) -> None:

@@ -191,11 +191,11 @@ def slow_replies(delay: float) -> Handler:
 
 async def test_stall_watchdog_tolerates_a_slow_but_live_server() -> None:
     async with (
-        fake_server(slow_replies(0.08)) as url,
-        Redis.from_url(url, command_timeout=0.2) as r,
+        fake_server(slow_replies(0.15)) as url,
+        Redis.from_url(url, command_timeout=0.5) as r,
     ):
         got = await asyncio.gather(*(r.execute("PING") for _ in range(6)))
-        assert got == [b"OK"] * 6  # 0.5 s in total, but a reply at least every 0.2 s
+        assert got == [b"OK"] * 6  # 0.9 s in total, but a reply at least every 0.5 s
         assert r.statistics().timeouts == 0
 
 
@@ -278,3 +278,21 @@ async def test_closed_connection_refuses_new_commands() -> None:
     ):
         with pytest.raises(DBConnectionError, match="gone"):
             call()
+
+
+async def test_malformed_reply_in_the_middle_of_a_pipeline() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_command(reader)
+        await read_command(reader)
+        writer.write(b"+OK\r\n")
+        await asyncio.sleep(0.05)  # the batch is half answered when the garbage arrives
+        writer.write(b"!bad\r\n")
+        await reader.read()
+
+    async with fake_server(handler) as url, Redis.from_url(url) as r:
+        pipe = r.pipeline()
+        pipe.get("a")
+        second = pipe.get("b")
+        with pytest.raises(RedisProtocolError, match="invalid reply"):
+            await pipe.execute()
+        assert second.cancelled()

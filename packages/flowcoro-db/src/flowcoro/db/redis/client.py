@@ -21,6 +21,7 @@ from flowcoro.db.redis.connection import (
     RedisStatistics,
     Stats,
     expire,
+    future_of,
     open_connection,
 )
 from flowcoro.db.redis.errors import NoScriptError, WatchError
@@ -136,7 +137,7 @@ class Redis(Commands, Component):
         try:
             async with asyncio.timeout(timeout):
                 while len(conn.waiters) >= self._max_pending and not conn.closed:
-                    await asyncio.wait([conn.waiters[len(conn.waiters) // 2]])
+                    await asyncio.wait([future_of(conn.waiters[len(conn.waiters) // 2])])
         except TimeoutError:
             raise DBTimeoutError(
                 f"{self._max_pending} commands already pending on the Redis connection "
@@ -412,7 +413,7 @@ class Redis(Commands, Component):
         conn, self._conn = self._conn, None
         if conn is not None and not conn.closed:
             if conn.waiters:
-                await asyncio.wait([conn.waiters[-1]], timeout=_CLOSE_GRACE)
+                await asyncio.wait([future_of(conn.waiters[-1])], timeout=_CLOSE_GRACE)
             await conn.aclose()
         idle, self._idle = self._idle, []
         for c in idle:

@@ -33,7 +33,15 @@ from flowcoro.db.redis.errors import NoScriptError, RedisCommandError, RedisProt
 if TYPE_CHECKING:
     from flowcoro.db.redis.config import RedisConfig
 
-__all__ = ["RedisConnection", "Stats", "RedisStatistics", "open_connection", "reply_error"]
+__all__ = [
+    "Batch",
+    "future_of",
+    "RedisConnection",
+    "Stats",
+    "RedisStatistics",
+    "open_connection",
+    "reply_error",
+]
 
 
 class RedisStatistics(NamedTuple):
@@ -100,6 +108,24 @@ def reply_error(reply: ReplyError, command: object = "") -> DBError:
     return RedisCommandError(message, name)
 
 
+class Batch:
+    """One FIFO entry standing for ``count`` consecutive replies (an explicit pipeline): its
+    future gets the list of raw replies, error replies as `ReplyError` values in place. Replies
+    are collected even after the future was cancelled, so the connection stays in step."""
+
+    __slots__ = ("count", "fut", "replies")
+
+    def __init__(self, fut: asyncio.Future[list[Any]], count: int) -> None:
+        self.fut = fut
+        self.count = count
+        self.replies: list[Any] = []
+
+
+def future_of(entry: asyncio.Future[Any] | Batch) -> asyncio.Future[Any]:
+    """The future a FIFO entry completes (for waiting on it without touching it)."""
+    return entry.fut if isinstance(entry, Batch) else entry
+
+
 class RedisConnection(asyncio.Protocol):
     __slots__ = (
         "_batch",
@@ -128,7 +154,7 @@ class RedisConnection(asyncio.Protocol):
         self._batch = 0
         self._flush_scheduled = False
         self._closed_waiter: asyncio.Future[None] = loop.create_future()
-        self.waiters: deque[asyncio.Future[Any]] = deque()
+        self.waiters: deque[asyncio.Future[Any] | Batch] = deque()
         self.closed = False
         self.error: DBError | None = None
         # The stall watchdog (shared connections only): one timer per connection, not one per
@@ -155,25 +181,46 @@ class RedisConnection(asyncio.Protocol):
         reader = self._reader
         reader.feed(data)
         waiters = self.waiters
-        while True:
-            try:
+        try:
+            while True:
                 reply = reader.gets()
-            except ProtocolError as exc:
-                self.discard(RedisProtocolError(f"invalid reply from Redis: {exc}"))
-                return
-            if reply is False:
-                return
-            if not waiters:
-                self.discard(RedisProtocolError("Redis sent a reply no command was waiting for"))
-                return
-            fut = waiters.popleft()
-            if fut.done():  # cancelled or timed out: its reply is consumed here, and dropped
-                self._stats.discarded += 1
-            elif reply.__class__ is ReplyError:
-                self._stats.errors += 1
-                fut.set_exception(reply_error(reply))
-            else:
-                fut.set_result(reply)
+                if reply is False:
+                    return
+                if not waiters:
+                    self.discard(
+                        RedisProtocolError("Redis sent a reply no command was waiting for")
+                    )
+                    return
+                fut = waiters[0]
+                if fut.__class__ is Batch:
+                    # Drain as many of the batch's replies as arrived, without revisiting the FIFO.
+                    batch = fut
+                    replies = batch.replies
+                    replies.append(reply)
+                    count = batch.count
+                    while len(replies) < count:
+                        reply = reader.gets()
+                        if reply is False:
+                            return
+                        replies.append(reply)
+                    waiters.popleft()
+                    if batch.fut.done():
+                        self._stats.discarded += count
+                    else:
+                        batch.fut.set_result(replies)
+                    continue
+                waiters.popleft()
+                fut = cast("asyncio.Future[Any]", fut)
+                if fut.done():  # cancelled or timed out: its reply is consumed here, and dropped
+                    self._stats.discarded += 1
+                elif reply.__class__ is ReplyError:
+                    self._stats.errors += 1
+                    fut.set_exception(reply_error(reply))
+                else:
+                    fut.set_result(reply)
+        except ProtocolError as exc:
+            # An incomplete batch is still at the head of the FIFO: discard fails it too.
+            self.discard(RedisProtocolError(f"invalid reply from Redis: {exc}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._transport is not None:
@@ -228,6 +275,23 @@ class RedisConnection(asyncio.Protocol):
                 self._arm()
         return futs
 
+    def submit_batch(self, packed: bytes, count: int) -> asyncio.Future[list[Any]]:
+        """Queue ``count`` commands encoded back to back in ``packed`` (written contiguously:
+        nothing from another task lands between them, which MULTI ... EXEC relies on); the
+        future gets all their raw replies at once."""
+        if self.closed:
+            raise self.error or DBConnectionError("connection to Redis is closed")
+        fut: asyncio.Future[list[Any]] = self._loop.create_future()
+        self.waiters.append(Batch(fut, count))
+        self._wbuf.append(packed)
+        self._batch += count
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+            if self._watchdog is None and self.stall_timeout is not None:
+                self._arm()
+        return fut
+
     def _arm(self) -> None:
         assert self.stall_timeout is not None
         self._seen = self._progress
@@ -275,7 +339,7 @@ class RedisConnection(asyncio.Protocol):
         self._wbuf = []
         waiters = self.waiters
         while waiters:
-            fut = waiters.popleft()
+            fut = future_of(waiters.popleft())
             if not fut.done():
                 fut.set_exception(error)
                 self._stats.errors += 1

@@ -11,7 +11,7 @@ from flowcoro.db.errors import DBConnectionError, DBError, DBTimeoutError
 from flowcoro.db.redis._resp import ReplyError, pack_command
 from flowcoro.db.redis.commands import Commands, Key, Transform
 from flowcoro.db.redis.connection import RedisConnection, reply_error
-from flowcoro.db.redis.errors import RedisCommandError, WatchError
+from flowcoro.db.redis.errors import WatchError
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -100,44 +100,36 @@ class Pipeline(Commands):
                 conn = client._conn
                 if conn is None or conn.closed:
                     conn = await client._shared(timeout)
-            replies = conn.submit_many(payload, count)
+            batch = conn.submit_batch(payload, count)
         except BaseException:
             for fut in futures:
                 fut.cancel()
             raise
         client._stats.commands += count
-        last = replies[-1]
         try:
-            if timeout is None:
-                await asyncio.wait([last])
-            else:
-                done, _ = await asyncio.wait([last], timeout=timeout)
-                if not done:
-                    client._stats.timeouts += 1
-                    error = DBTimeoutError(
-                        f"Redis pipeline of {len(packed)} commands timed out after {timeout:.3g}s"
-                    )
-                    for fut in replies:
-                        if not fut.done():
-                            fut.set_exception(error)
-                    if self._conn is not None:  # a dedicated connection now out of sync
-                        conn.discard(error)
-        except BaseException:
-            for fut in replies:
-                fut.cancel()
+            async with asyncio.timeout(timeout):
+                replies = await batch
+        except BaseException as exc:
             for fut in futures:
                 fut.cancel()
+            if isinstance(exc, TimeoutError) and batch.cancelled():
+                client._stats.timeouts += 1
+                error = DBTimeoutError(
+                    f"Redis pipeline of {len(packed)} commands timed out after {timeout:.3g}s"
+                )
+                if self._conn is not None:  # a dedicated connection now out of step
+                    conn.discard(error)
+                raise error from None
             raise
         if self._transaction:
-            results = self._transaction_results(replies, transforms)
+            results = _transaction_results(replies, transforms)
         else:
-            results = [
-                _outcome(fut, transform) for fut, transform in zip(replies, transforms, strict=True)
-            ]
+            results = [_convert(r, t) for r, t in zip(replies, transforms, strict=True)]
         first_error: BaseException | None = None
         for fut, result in zip(futures, results, strict=True):
             if isinstance(result, BaseException):
                 first_error = first_error or result
+                client._stats.errors += 1
                 if not fut.done():
                     fut.set_exception(result)
                     fut.exception()  # retrieved: nobody has to await the per-command future
@@ -146,26 +138,6 @@ class Pipeline(Commands):
         if raise_on_error and first_error is not None:
             raise first_error
         return results
-
-    def _transaction_results(
-        self, replies: list[asyncio.Future[Any]], transforms: list[Transform]
-    ) -> list[Any]:
-        for fut in replies[:-1]:
-            exc = fut.exception()
-            if exc is not None and not isinstance(exc, RedisCommandError):
-                raise exc  # connection lost or timed out: nothing is known about the outcome
-        exec_fut = replies[-1]
-        exc = exec_fut.exception()
-        if exc is not None:
-            queued = [f.exception() for f in replies[1:-1]]
-            cause = next((e for e in queued if e is not None), None)
-            if cause is not None:
-                raise cause from exc
-            raise exc
-        reply = exec_fut.result()
-        if reply is None:
-            raise WatchError("a watched key changed: the transaction did not run")
-        return [_convert(item, t) for item, t in zip(reply, transforms, strict=True)]
 
     async def __aenter__(self) -> Pipeline:
         return self
@@ -179,12 +151,18 @@ class Pipeline(Commands):
         self.reset()
 
 
-def _outcome(fut: asyncio.Future[Any], transform: Transform) -> Any:
-    exc = fut.exception()
-    if exc is not None:
-        return exc
-    reply = fut.result()
-    return reply if transform is None else transform(reply)
+def _transaction_results(replies: list[Any], transforms: list[Transform]) -> list[Any]:
+    """Replies to MULTI, each queued command (QUEUED or an error) and EXEC."""
+    exec_reply = replies[-1]
+    if exec_reply.__class__ is ReplyError:
+        error = reply_error(exec_reply, b"EXEC")
+        cause = next((q for q in replies[1:-1] if q.__class__ is ReplyError), None)
+        if cause is not None:  # EXECABORT: report the queued command that caused it
+            raise reply_error(cause) from error
+        raise error
+    if exec_reply is None:
+        raise WatchError("a watched key changed: the transaction did not run")
+    return [_convert(item, t) for item, t in zip(exec_reply, transforms, strict=True)]
 
 
 def _convert(item: Any, transform: Transform) -> Any:

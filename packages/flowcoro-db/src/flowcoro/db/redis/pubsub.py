@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from flowcoro.core.abc import Message, PubSubBroker, Subscription
 from flowcoro.core.deadline import effective_timeout
@@ -70,7 +70,7 @@ class _PubSubConnection(RedisConnection):
                 self.discard(RedisProtocolError("Redis sent a reply no command was waiting for"))
                 return
             else:
-                fut = self.waiters.popleft()
+                fut = cast("asyncio.Future[Any]", self.waiters.popleft())  # no batches here
                 if fut.done():
                     continue
                 if reply.__class__ is ReplyError:
