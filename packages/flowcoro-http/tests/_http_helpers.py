@@ -84,3 +84,19 @@ async def still_serves(port: int) -> None:
     """The server answers a fresh, well-formed request."""
     data = await exchange(port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     assert status_of(data) == 200, data
+
+
+@contextlib.contextmanager
+def captured_logs() -> Any:
+    """Records of the core logger written while the block runs (flushed before reading)."""
+    from flowcoro.core import logger as core_logger
+    from flowcoro.core._logsinks import CallbackSink
+
+    records: list[dict[str, Any]] = []
+    previous = list(core_logger._core.sinks)
+    core_logger.configure_logging(sinks=[CallbackSink(records.append)])
+    try:
+        yield records
+        core_logger.flush()
+    finally:
+        core_logger.configure_logging(sinks=previous)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import logging
 from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Generator, Sequence
 from time import perf_counter
@@ -26,6 +25,7 @@ from urllib.parse import unquote
 import httptools
 
 from flowcoro.core.errors import BrokenResourceError
+from flowcoro.core.logger import get_logger
 from flowcoro.http._date import date_line
 from flowcoro.http.errors import ClientDisconnect, HTTPException
 from flowcoro.http.exceptions import ExceptionHandlers, problem
@@ -48,8 +48,8 @@ if TYPE_CHECKING:
 
 __all__ = ["HTTPProtocol", "ServerState", "RequestObserver"]
 
-log = logging.getLogger("flowcoro.http")
-access_log = logging.getLogger("flowcoro.http.access")
+log = get_logger("flowcoro.http")
+access_log = get_logger("flowcoro.http.access")
 
 _SPECIAL = frozenset((b"host", b"content-length", b"transfer-encoding", b"expect", b"upgrade"))
 _METHODS: dict[bytes, str] = {}
@@ -351,7 +351,7 @@ class HTTPProtocol(BaseProtocol):
         except httptools.HttpParserCallbackError as exc:
             inner = exc.__context__
             if not isinstance(inner, _Reject):  # pragma: no cover - callbacks raise _Reject only
-                log.error("HTTP parser callback failed", exc_info=inner)
+                log.error("http.parser_callback_failed", exc_info=inner)
                 inner = _Reject(400, "malformed request")
             self._reject(inner)
             return
@@ -771,7 +771,7 @@ class HTTPProtocol(BaseProtocol):
             status = 499
             raise
         except Exception:  # pragma: no cover - defensive: to_response/_recover do not raise
-            log.exception("writing the response of %s %s failed", req.method, req.path)
+            log.exception("http.write_failed", method=req.method, path=req.path)
         finally:
             self._task = None
             self._done(req, status)
@@ -790,7 +790,7 @@ class HTTPProtocol(BaseProtocol):
             try:
                 observer.request_finished(req, req.route, status, duration)
             except Exception:
-                log.exception("request observer %r failed", observer)
+                log.exception("http.observer_failed", observer=repr(observer))
         if state.access_log:
             self._log_access(req, status, duration)
 
@@ -813,10 +813,10 @@ class HTTPProtocol(BaseProtocol):
 
     def _server_error(self, req: Request, exc: BaseException) -> Response:
         log.error(
-            "unhandled error in %s %s (request id %s)",
-            req.method,
-            req.path,
-            req.id,
+            "http.unhandled_error",
+            method=req.method,
+            path=req.path,
+            request_id=req.id,
             exc_info=exc,
         )
         return problem(500, None, headers={"x-request-id": req.id})
@@ -859,12 +859,7 @@ class HTTPProtocol(BaseProtocol):
             transport.abort()
             return
         except Exception:
-            log.exception(
-                "streaming response of %s %s failed after its head was sent (request id %s)",
-                req.method,
-                req.path,
-                req.id,
-            )
+            log.exception("http.stream_failed", method=req.method, path=req.path, request_id=req.id)
             self._last = True
             transport.abort()
             return
@@ -912,11 +907,11 @@ class HTTPProtocol(BaseProtocol):
     def _log_access(self, req: Request, status: int, duration: float) -> None:
         client = f"{self._client[0]}:{self._client[1]}" if self._client else "-"
         access_log.info(
-            '%s "%s %s HTTP/%s" %d %.3fms',
-            client,
-            req.method,
-            req.path,
-            req.http_version,
-            status,
-            duration * 1000,
+            "http.request",
+            client=client,
+            method=req.method,
+            path=req.path,
+            version=req.http_version,
+            status=status,
+            duration_ms=round(duration * 1000, 3),
         )
