@@ -27,10 +27,13 @@ each start at a new directory): files left by a previous run would be added to t
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -40,7 +43,10 @@ from prometheus_client.samples import Exemplar
 
 from flowcoro.observe.errors import SharedStoreError
 
-__all__ = ["SharedStore"]
+__all__ = ["ENV_DIR", "SharedStore", "prepare_worker_dir"]
+
+#: The environment variable of the ``metrics_dir`` setting; forked workers inherit it.
+ENV_DIR = "FLOWCORO_METRICS_DIR"
 
 _SUMMED = frozenset({"counter", "histogram", "summary"})
 _GROUP_EXCLUDE = frozenset({"le", "quantile"})
@@ -277,3 +283,23 @@ class SharedStore:
             )
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
+
+
+def prepare_worker_dir() -> str:
+    """Call in the supervisor before forking workers (flowcoro-net's
+    ``flowcoro_net_workers_starting`` hook does): reset the directory ``FLOWCORO_METRICS_DIR``
+    names, or create a fresh one, export it to the workers, and remove it when the supervisor
+    exits. Returns the directory."""
+    directory = os.environ.get(ENV_DIR, "")
+    if directory:
+        SharedStore.reset(directory)
+        return directory
+    directory = tempfile.mkdtemp(prefix="flowcoro-metrics-")
+    os.environ[ENV_DIR] = directory
+    atexit.register(_remove_dir, directory, os.getpid())
+    return directory
+
+
+def _remove_dir(directory: str, owner: int) -> None:
+    if os.getpid() == owner:  # forked workers inherit the atexit hook: only the owner removes
+        shutil.rmtree(directory, ignore_errors=True)

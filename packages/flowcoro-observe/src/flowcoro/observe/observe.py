@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
@@ -26,7 +27,7 @@ from flowcoro.observe.health import liveness, readiness
 from flowcoro.observe.httpmetrics import RequestMetrics
 from flowcoro.observe.instruments import MetricsRegistry
 from flowcoro.observe.looplag import LoopLagMonitor
-from flowcoro.observe.multiprocess import SharedStore
+from flowcoro.observe.multiprocess import ENV_DIR, SharedStore
 from flowcoro.observe.pools import PoolCollector
 
 __all__ = ["SETTINGS", "Observe"]
@@ -97,7 +98,8 @@ class Observe(Component):
         self.registry.add_collector(self.http)
         self.registry.add_collector(self.pools)
         self.registry.add_collector(CONNECTIONS)
-        directory = self.config["metrics_dir"]
+        # The environment too: the supervisor may export it after the app read its settings.
+        directory = self.config["metrics_dir"] or os.environ.get(ENV_DIR, "")
         self.store: SharedStore | None = SharedStore(directory) if directory else None
         self.tracer_provider: Any = None
         self._flusher: asyncio.Task[None] | None = None
@@ -119,8 +121,6 @@ class Observe(Component):
     def tracing_enabled(self) -> bool:
         mode = self.config["tracing"]
         if mode == "auto":
-            import os
-
             exporter = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
             return tracing.tracing_active() or exporter not in ("", "none")
         return bool(mode == "on")

@@ -38,6 +38,16 @@ def flowcoro_net_connection_observers() -> list[Any]:
 
 
 @hookimpl(optionalhook=True)
+def flowcoro_net_workers_starting(workers: int) -> None:
+    """In the supervisor, before the workers fork: give them a fresh shared metrics directory
+    so that one scrape sums every worker."""
+    if workers > 1:
+        from flowcoro.observe.multiprocess import prepare_worker_dir
+
+        prepare_worker_dir()
+
+
+@hookimpl(optionalhook=True)
 def flowcoro_http_observers(app: Any) -> list[Any]:
     from flowcoro.observe.observe import Observe
 
