@@ -387,9 +387,9 @@ async def test_client_certificate_is_loaded(tmp_path) -> None:  # type: ignore[n
     pem = tmp_path / "client.pem"
     cert.private_key_and_cert_chain_pem.write_to_path(str(pem))
     client = Client(cert=str(pem), verify=False)
-    assert client._ssl_context() is client._ssl_context()
+    assert client._origins.ssl_context() is client._origins.ssl_context()
     key = tmp_path / "key.pem"
     chain = tmp_path / "chain.pem"
     cert.private_key_pem.write_to_path(str(key))
     cert.cert_chain_pems[0].write_to_path(str(chain))
-    Client(cert=(str(chain), str(key)))._ssl_context()
+    Client(cert=(str(chain), str(key)))._origins.ssl_context()

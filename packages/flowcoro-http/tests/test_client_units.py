@@ -81,8 +81,12 @@ def test_config_validation() -> None:
     assert client.limits.max_connections_per_host == 3
     assert client.pool_statistics() == {}
     ctx = ssl.create_default_context()
-    assert Client(verify=ctx)._ssl_context() is ctx
-    no_verify = Client(verify=False)._ssl_context()
+    assert Client(verify=ctx)._origins.ssl_context() is ctx
+    with pytest.raises(ValueError, match=r"'verify' .* cannot load"):
+        Client(verify="/nonexistent/ca.pem")
+    with pytest.raises(ValueError, match="'cert'"):
+        Client(cert="/nonexistent/cert.pem")
+    no_verify = Client(verify=False)._origins.ssl_context()
     assert no_verify.verify_mode == ssl.CERT_NONE
 
 

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from collections.abc import Mapping
-from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Final
 
 from flowcoro.core.deadline import effective_timeout, remaining
-from flowcoro.core.errors import DeadlineExceeded
-from flowcoro.core.errors import PoolTimeout as CorePoolTimeout
-from flowcoro.core.pool import Pool, PoolStatistics
+from flowcoro.core.pool import PoolStatistics
 from flowcoro.http._version import __version__
 from flowcoro.http.client._body import UNSET, ContentType, encode_body, iterate
 from flowcoro.http.client._config import DEFAULT_LIMITS, DEFAULT_TIMEOUT, Limits, Timeout
@@ -21,13 +17,11 @@ from flowcoro.http.client._cookies import CookieJar
 from flowcoro.http.client._decoders import decode_all, make_decoder
 from flowcoro.http.client._headers import Headers, HeadersType, check_header
 from flowcoro.http.client._models import Response
+from flowcoro.http.client._pool import OriginPools, VerifyType
 from flowcoro.http.client._url import ParamsType, Target, join_url, parse_url
 from flowcoro.http.client.errors import (
     ClientClosed,
     ClientError,
-    ConnectError,
-    ConnectTimeout,
-    PoolTimeout,
     ProtocolError,
     ReadError,
     ResponseTooLarge,
@@ -37,7 +31,6 @@ from flowcoro.http.client.errors import (
 
 __all__ = ["Client", "VerifyType"]
 
-VerifyType = bool | str | ssl.SSLContext
 _IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
@@ -48,19 +41,6 @@ _SINGLE_WRITE: Final = 64 * 1024  # bodies up to this size go out with the head 
 _DRAIN_REDIRECT_BODY: Final = 64 * 1024
 _CROSS_ORIGIN_DROP: Final = ("authorization", "proxy-authorization", "cookie")
 _BODY_HEADERS: Final = ("content-type", "content-length", "transfer-encoding")
-_connect_timeout: ContextVar[float | None] = ContextVar("flowcoro_http_connect_timeout")
-
-
-class _FactoryError(Exception):
-    """Carries a connect error through the core Pool (which turns TimeoutErrors into its own)."""
-
-    def __init__(self, error: ClientError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-def _close_connection(conn: HTTPConnection) -> None:
-    conn.close()
 
 
 class Client:
@@ -96,9 +76,6 @@ class Client:
             raise TypeError(
                 f"Client: 'verify' must be a bool, a CA file path or an SSLContext, got {verify!r}"
             )
-        self._verify = verify
-        self._cert = cert
-        self._ssl: ssl.SSLContext | None = None
         self._follow = follow_redirects
         self._max_redirects = max_redirects
         self._jar = CookieJar() if cookies else None
@@ -122,8 +99,9 @@ class Client:
             f"{n}: {v}\r\n" for key, (n, v) in defaults.items() if key != "host"
         )
         _encode_head(self._default_block)  # fail now on headers that are not latin-1
-        self._pools: dict[tuple[str, str, int], Pool[HTTPConnection]] = {}
-        self._conns: set[HTTPConnection] = set()
+        self._origins = OriginPools(self._limits, self._timeout, verify, cert)
+        if isinstance(verify, str) or cert is not None:
+            self._origins.ssl_context()  # a bad CA bundle or certificate fails here, by name
         self._closed = False
 
     # ------------------------------------------------------------------ public API
@@ -147,7 +125,7 @@ class Client:
 
     def pool_statistics(self) -> dict[str, PoolStatistics]:
         """Statistics of each origin's pool, keyed ``scheme://host:port``."""
-        return {f"{s}://{h}:{p}": pool.statistics() for (s, h, p), pool in self._pools.items()}
+        return self._origins.statistics()
 
     async def request(
         self,
@@ -212,14 +190,7 @@ class Client:
     async def aclose(self) -> None:
         """Close every pool and connection; requests made afterwards raise `ClientClosed`."""
         self._closed = True
-        pools = list(self._pools.values())
-        self._pools.clear()
-        for pool in pools:
-            await pool.aclose()
-        for conn in list(self._conns):
-            conn.close()
-        if self._conns:
-            await asyncio.sleep(0)  # let the transports call connection_lost
+        await self._origins.aclose()
 
     async def __aenter__(self) -> Client:
         if self._closed:
@@ -335,14 +306,15 @@ class Client:
                 url=target.url,
             )
         head = self._head(method, target, user_headers, body, ctype)
-        pool = self._pools.get(target.origin)
+        origins = self._origins
+        pool = origins.pools.get(target.origin)
         if pool is None:
-            pool = self._new_pool(target)
+            pool = origins.new_pool(target)
         can_retry = method in _IDEMPOTENT and (body is None or isinstance(body, bytes))
         limits = self._limits
         retried = False
         while True:
-            conn = await self._acquire(pool, method, target, timeouts, fresh=retried)
+            conn = await origins.acquire(pool, method, target, timeouts, fresh=retried)
             reused = conn.requests > 0
             conn.begin(
                 method,
@@ -432,129 +404,6 @@ class Client:
         if chunked:
             conn.write(b"0\r\n\r\n")
         await conn.drain(effective_timeout(write_timeout))
-
-    async def _acquire(
-        self,
-        pool: Pool[HTTPConnection],
-        method: str,
-        target: Target,
-        timeouts: Timeout,
-        fresh: bool = False,
-    ) -> HTTPConnection:
-        """A usable connection; ``fresh`` (the retry) skips kept-alive ones, which are likely
-        stale too when the server just closed one of them (e.g. it restarted)."""
-        skips = pool.max_size if fresh else 0
-        token = None
-        if timeouts.connect != self._timeout.connect:
-            token = _connect_timeout.set(timeouts.connect)
-        try:
-            while True:
-                try:
-                    conn = await pool.get(timeouts.pool)
-                except _FactoryError as exc:
-                    error = exc.error
-                    raise type(error)(error.reason, method=method, url=target.url) from (
-                        error.__cause__
-                    )
-                except (CorePoolTimeout, DeadlineExceeded) as exc:
-                    raise PoolTimeout(
-                        f"no connection to {target.scheme}://{target.host_header} within the "
-                        f"pool timeout or deadline (max_connections_per_host="
-                        f"{self._limits.max_connections_per_host})",
-                        method=method,
-                        url=target.url,
-                    ) from exc
-                if conn.usable():
-                    if skips and conn.requests > 0:
-                        skips -= 1
-                        pool.put_nowait(conn, discard=True)
-                        continue
-                    return conn
-                # Health check before reuse: the server closed it while it was idle.
-                pool.put_nowait(conn, discard=True)
-        finally:
-            if token is not None:
-                _connect_timeout.reset(token)
-
-    def _new_pool(self, target: Target) -> Pool[HTTPConnection]:
-        scheme, host, port = target.origin
-        limits = self._limits
-
-        async def connect() -> HTTPConnection:
-            try:
-                conn = await self._connect(scheme, host, port)
-            except ClientError as exc:
-                raise _FactoryError(exc) from exc
-            conn.pool = pool
-            return conn
-
-        pool: Pool[HTTPConnection] = Pool(
-            connect,
-            name=f"http-client {scheme}://{target.host_header}",
-            max_size=limits.max_connections_per_host,
-            acquire_timeout=None,
-            max_idle=limits.keepalive_expiry,
-            close=_close_connection,
-            discard_on_error=True,
-        )
-        self._pools[target.origin] = pool
-        return pool
-
-    async def _connect(self, scheme: str, host: str, port: int) -> HTTPConnection:
-        loop = asyncio.get_running_loop()
-        url = f"{scheme}://{host}:{port}"
-        timeout = _connect_timeout.get(self._timeout.connect)
-        try:
-            limit = effective_timeout(timeout)
-        except DeadlineExceeded as exc:
-            raise ConnectTimeout(
-                "the caller's deadline expired before connecting", url=url
-            ) from exc
-        ssl_context = self._ssl_context() if scheme == "https" else None
-        max_header = self._limits.max_header_size
-        try:
-            async with asyncio.timeout(limit):
-                _, conn = await loop.create_connection(
-                    lambda: HTTPConnection(loop, max_header),
-                    host,
-                    port,
-                    ssl=ssl_context,
-                    server_hostname=host if ssl_context is not None else None,
-                )
-        except TimeoutError as exc:
-            raise ConnectTimeout(f"connecting took longer than {limit:g}s", url=url) from exc
-        except ssl.SSLError as exc:
-            raise ConnectError(f"TLS handshake failed: {exc}", url=url) from exc
-        except OSError as exc:
-            raise ConnectError(f"cannot connect: {exc}", url=url) from exc
-        if self._closed:
-            conn.close()
-            raise ConnectError("the client was closed while connecting", url=url)
-        self._conns.add(conn)
-        conn.on_lost = self._conns.discard
-        return conn
-
-    def _ssl_context(self) -> ssl.SSLContext:
-        context = self._ssl
-        if context is None:
-            verify = self._verify
-            if isinstance(verify, ssl.SSLContext):
-                context = verify
-            else:
-                context = ssl.create_default_context(
-                    cafile=verify if isinstance(verify, str) else None
-                )
-                if verify is False:
-                    context.check_hostname = False
-                    context.verify_mode = ssl.CERT_NONE
-                context.set_alpn_protocols(["http/1.1"])
-            if self._cert is not None:
-                if isinstance(self._cert, str):
-                    context.load_cert_chain(self._cert)
-                else:
-                    context.load_cert_chain(*self._cert)
-            self._ssl = context
-        return context
 
     def _join(self, url: str) -> str:
         joined = self._joined.get(url)
