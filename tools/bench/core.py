@@ -1,7 +1,8 @@
 """flowcoro-core's runtime pieces against their stdlib peers: ``./tools/dev bench core``.
 
 Cases (each round runs ours and the peer in fresh subprocesses, interleaved, pinned to one core
-with ``taskset`` when available; medians over the rounds, spread = (max - min) / median):
+with ``taskset`` when available; medians over the rounds, spread = (max - min) / median, and the
+ratio as the median of the per-round ratios, which cancels most drift of a shared machine):
 
 - ``channel-1x1`` / ``channel-8x8``: items/s through ``Channel(1024)`` vs ``asyncio.Queue(1024)``
   with 1 producer x 1 consumer and 8 x 8, on uvloop.
@@ -320,7 +321,13 @@ def main(argv: list[str]) -> int:
         mo, mp = statistics.median(ours), statistics.median(peer)
         so = (max(ours) - min(ours)) / mo * 100 if mo else 0.0
         sp = (max(peer) - min(peer)) / mp * 100 if mp else 0.0
-        ratio = mo / mp if better == "higher" else (mp / mo if mo else float("inf"))
+        # Each round runs ours and the peer back to back, so the per-round ratio cancels most
+        # of the drift of a shared machine; report its median and range.
+        per_round = [
+            (o / p if better == "higher" else p / o) if o and p else float("inf")
+            for o, p in zip(ours, peer, strict=True)
+        ]
+        ratio = (statistics.median(per_round), min(per_round), max(per_round))
         rows.append((case, unit, mo, so, mp, sp, ratio, PEERS[case.split("-")[0]]))
         print(f"  {case}: ours {_fmt(mo)} (±{so:.0f}%), peer {_fmt(mp)} (±{sp:.0f}%)", flush=True)
         if case == "logger-stall":
@@ -329,16 +336,20 @@ def main(argv: list[str]) -> int:
             baseline = f"{_fmt(mb)} ms (±{(max(base) - min(base)) / mb * 100 if mb else 0:.0f}%)"
             print(f"  logger-stall baseline, same loop logging nothing: {baseline}", flush=True)
     print()
-    print("| case | unit | FlowCoro (median, spread) | peer (median, spread) | peer | ratio |")
+    print(
+        "| case | unit | FlowCoro (median, spread) | peer (median, spread) | peer "
+        "| ratio: median of rounds (range) |"
+    )
     print("|---|---|---|---|---|---|")
     for case, unit, mo, so, mp, sp, ratio, peer_name in rows:
         print(
             f"| {case} | {unit} | {_fmt(mo)} (±{so:.0f}%) | {_fmt(mp)} (±{sp:.0f}%) "
-            f"| {peer_name} | {ratio:.2f}x |"
+            f"| {peer_name} | {ratio[0]:.2f}x ({ratio[1]:.2f}-{ratio[2]:.2f}) |"
         )
     if baseline:
         print(f"\nlogger-stall baseline (the same loop and ticker, logging nothing): {baseline}")
-    print("ratio > 1 means FlowCoro is better (faster, cheaper or shorter stall).")
+    print("ratio > 1 means FlowCoro is better (faster, cheaper or shorter stall); spread is")
+    print("(max - min) / median over the rounds.")
     return 0
 
 

@@ -1,10 +1,9 @@
 """A bounded multi-producer multi-consumer channel for one event loop.
 
 Design (why it is fast): items live in a ``collections.deque``; futures are created only when a
-task really has to wait; ``send()`` on a channel with room completes without creating a
-coroutine or a future (it returns a ready awaitable), and an item sent while a receiver waits is
-handed straight to that receiver. Within one loop no locks are needed: every method runs to
-completion between two awaits.
+task really has to wait (a send or receive that finds room or an item never suspends), and an
+item sent while a receiver waits is handed straight to that receiver. Within one loop no locks
+are needed: every method runs to completion between two awaits.
 
 Semantics:
 
@@ -16,8 +15,6 @@ Semantics:
 - Cancellation is exact: a ``send`` that raises (cancelled, closed) did not deliver its item; a
   ``recv`` that is cancelled after an item was handed to it puts that item back at the head of
   the channel (or hands it to the next waiting receiver), so nothing is lost or duplicated.
-- ``send()`` is eager: when there is room, the item is in the channel when ``send()`` returns,
-  before the returned awaitable is awaited. Always await it.
 
 Not thread-safe: use it from the loop that runs it. Threads feed a loop through
 ``flowcoro.core.bridge.ThreadBridge``.
@@ -27,9 +24,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Generator, Iterable
+from collections.abc import Iterable
 from types import TracebackType
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from flowcoro.core.errors import ClosedResourceError, WouldBlock
 
@@ -50,19 +47,6 @@ class ChannelStatistics(NamedTuple):
     senders_waiting: int
     receivers_waiting: int
     closed: bool
-
-
-class _Ready:
-    """An awaitable that is already complete (returned by ``send`` when it did not wait)."""
-
-    __slots__ = ()
-
-    def __await__(self) -> Generator[Any, None, None]:
-        return _EXHAUSTED  # type: ignore[no-any-return]
-
-
-_EXHAUSTED: Any = iter(())
-_READY: Any = _Ready()
 
 
 class Channel(Generic[T]):
@@ -94,8 +78,8 @@ class Channel(Generic[T]):
 
     # ------------------------------------------------------------------ sending
 
-    def send(self, item: T) -> Awaitable[None]:
-        """Send ``item``, waiting for room. Eager: see the module docstring."""
+    async def send(self, item: T) -> None:
+        """Send ``item``, waiting for room (FIFO among waiting senders)."""
         if self._closed:
             raise self._closed_error()
         receivers = self._receivers
@@ -103,11 +87,11 @@ class Channel(Generic[T]):
             waiter = receivers.popleft()
             if not waiter.done():
                 waiter.set_result(item)
-                return _READY  # type: ignore[no-any-return]
+                return
         if len(self._buffer) + self._reserved < self._capacity:
             self._buffer.append(item)
-            return _READY  # type: ignore[no-any-return]
-        return self._send_wait(item)
+            return
+        await self._send_wait(item)
 
     def send_nowait(self, item: T) -> None:
         """Send without waiting; ``WouldBlock`` when full, ``ClosedResourceError`` when closed."""
