@@ -300,6 +300,28 @@ async def test_write_timeout_and_write_error() -> None:
             await client.post(url, content=slow_chunks())
 
 
+async def test_early_response_stops_the_upload() -> None:
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 3\r\n\r\nbig")
+        await writer.drain()
+        await asyncio.sleep(0.3)
+
+    sent = []
+
+    async def slow_chunks():
+        for _ in range(100):
+            sent.append(1)
+            yield b"x" * 1000
+            await asyncio.sleep(0.01)
+
+    async with raw_server(refuse) as url, Client() as client:
+        r = await client.post(url, content=slow_chunks())
+        assert (r.status_code, r.content) == (413, b"big")
+        assert len(sent) < 100
+        assert stats(client).size == 0  # the cut-short connection is not kept
+
+
 async def test_response_connection_lost_mid_stream() -> None:
     async def half(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)

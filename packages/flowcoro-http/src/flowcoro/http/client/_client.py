@@ -394,6 +394,9 @@ class Client:
         conn.write(head)
         chunked = head.endswith(b"Transfer-Encoding: chunked\r\n\r\n")
         async for chunk in iterate(body):
+            if conn.headers_done:
+                conn.write(chunk)  # marks the connection unusable, sends nothing
+                return
             if not chunk:
                 continue
             if chunked:

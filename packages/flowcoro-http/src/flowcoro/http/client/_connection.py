@@ -157,6 +157,11 @@ class HTTPConnection(asyncio.Protocol):
         self.content_encoding: bytes | None = None
 
     def write(self, data: bytes) -> None:
+        if self.headers_done:
+            # The server answered before the body was sent (e.g. 413): stop sending; the cut
+            # body leaves the connection unusable for another request.
+            self.keep_alive = False
+            return
         transport = self.transport
         if self.closed or transport is None or transport.is_closing():
             if self._wrote:
@@ -179,6 +184,8 @@ class HTTPConnection(asyncio.Protocol):
         """Wait until the transport's write buffer is below its high-water mark."""
         if self.error is not None:
             raise self.error
+        if self.headers_done:
+            return
         if self.closed:
             raise WriteError(
                 "the connection closed while the request was being sent",
