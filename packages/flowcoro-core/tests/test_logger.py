@@ -261,7 +261,9 @@ async def test_blocked_sink_never_stalls_the_loop(sink: Collect) -> None:
     stats = L.statistics()
     assert stats.queued == 500
     assert stats.dropped == total - 500
-    assert worst < 0.05  # one call never waits on the sink (generous bound for a shared CI box)
+    # The sink stays blocked until the gate opens below: a call that waited on it would hang.
+    # The bound only absorbs a busy machine's scheduling hiccups.
+    assert worst < 0.5
     blocked.gate.set()
     assert L.flush(10)
     spam = [r for r in blocked.records if r["event"] == "spam"]

@@ -58,7 +58,10 @@ async def test_to_thread_is_bounded(small_pool: None) -> None:
             running -= 1
 
     tasks = [asyncio.create_task(to_thread(blocking)) for _ in range(10)]
-    await asyncio.sleep(0.05)
+    for _ in range(500):  # wait (bounded) until both workers really run, even on a busy box
+        await asyncio.sleep(0.01)
+        if peak == 2 and offload_statistics().thread_calls_in_pool == 3:
+            break
     s = offload_statistics()
     assert s.max_threads == 2
     assert s.thread_calls_in_pool == 3  # max_pending: the other 7 wait on the loop
@@ -70,8 +73,15 @@ async def test_to_thread_is_bounded(small_pool: None) -> None:
 
 async def test_cancel_releases_slot_only_when_work_ends(small_pool: None) -> None:
     gate = threading.Event()
-    task = asyncio.create_task(to_thread(gate.wait, 5))
-    await asyncio.sleep(0.02)
+    started = threading.Event()
+
+    def work() -> None:
+        started.set()
+        gate.wait(5)
+
+    task = asyncio.create_task(to_thread(work))
+    while not started.is_set():
+        await asyncio.sleep(0.005)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

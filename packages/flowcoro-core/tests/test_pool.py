@@ -523,7 +523,7 @@ async def test_stress_1000_tasks_random_cancellations() -> None:
 async def test_waiters_with_different_timeouts_share_one_timer() -> None:
     async with Pool(Factory(), max_size=1) as pool:
         held = await pool.get()
-        slow = asyncio.create_task(pool.get(timeout=0.3))
+        slow = asyncio.create_task(pool.get(timeout=1.0))
         await asyncio.sleep(0)
         fast = asyncio.create_task(pool.get(timeout=0.05))  # earlier: the timer is re-armed
         with pytest.raises(PoolTimeout):
