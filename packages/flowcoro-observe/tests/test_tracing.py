@@ -257,3 +257,30 @@ async def test_observe_component_configures_and_flushes_tracing(
 
 def _unused(*args: Any) -> None:
     pass
+
+
+async def test_core_log_records_carry_trace_and_span_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flowcoro.core import logger
+
+    _reset_global_provider()
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    records: list[dict[str, Any]] = []
+    logger.configure_logging(sinks=[logger.CallbackSink(records.append)])
+    observe = Observe(tracing="on")
+    await observe.start(None)
+    try:
+        log = logger.get_logger("test.observe")
+        with client_span("work") as span:
+            log.warning("inside")
+            ids = span.get_span_context()
+        log.warning("outside")
+    finally:
+        await observe.stop()
+        assert logger.flush(5.0)
+        logger.configure_logging(format="console")
+        _reset_global_provider()
+    inside = next(r for r in records if r.get("event") == "inside")
+    outside = next(r for r in records if r.get("event") == "outside")
+    assert inside["trace_id"] == f"{ids.trace_id:032x}"
+    assert inside["span_id"] == f"{ids.span_id:016x}"
+    assert "trace_id" not in outside

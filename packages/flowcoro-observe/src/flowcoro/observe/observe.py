@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import prometheus_client
 from prometheus_client.metrics_core import Metric
 
+from flowcoro.core import logger
 from flowcoro.core.abc import Component
 from flowcoro.core.settings import Setting
 from flowcoro.observe import tracing
@@ -103,6 +104,7 @@ class Observe(Component):
         self.store: SharedStore | None = SharedStore(directory) if directory else None
         self.tracer_provider: Any = None
         self._flusher: asyncio.Task[None] | None = None
+        self._log_fields = False
 
     @classmethod
     def for_app(cls, app: Any) -> Observe:
@@ -133,6 +135,9 @@ class Observe(Component):
             Observe._by_app[app] = self
         if self.tracing_enabled:
             self.tracer_provider = tracing.configure_tracing()
+            # Log records of the core logger carry trace_id/span_id while a span is current.
+            logger.add_context_provider(tracing.trace_log_fields)
+            self._log_fields = True
         self.loop_lag.start()
         if self.store is not None and self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(
@@ -151,6 +156,9 @@ class Observe(Component):
         if self.store is not None:
             self.store.write(self.collect())
             self.store.retire()
+        if self._log_fields:
+            logger.remove_context_provider(tracing.trace_log_fields)
+            self._log_fields = False
         provider, self.tracer_provider = self.tracer_provider, None
         if provider is not None and hasattr(provider, "force_flush"):
             provider.force_flush()
