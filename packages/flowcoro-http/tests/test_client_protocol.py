@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import ssl
 
 import pytest
-import trustme
 from _client_helpers import canned, ok, raw_server, read_request
 
 from flowcoro.core import deadline
@@ -355,63 +353,3 @@ async def test_flow_control_of_a_large_streamed_body() -> None:
                 await asyncio.sleep(0.005)  # a slow consumer: reading is paused meanwhile
             assert total == len(payload)
         assert stats(client).idle == 1
-
-
-def _tls_contexts() -> tuple[ssl.SSLContext, trustme.CA]:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(server_ctx)
-    return server_ctx, ca
-
-
-async def test_tls_verification_on_by_default(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    server_ctx, ca = _tls_contexts()
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                await read_request(reader)
-                writer.write(ok(b"secure"))
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=server_ctx)
-    port = server.sockets[0].getsockname()[1]
-    url = f"https://127.0.0.1:{port}/"
-    try:
-        async with Client() as client:
-            with pytest.raises(ConnectError, match="TLS handshake failed"):
-                await client.get(url)
-        cafile = tmp_path / "ca.pem"
-        ca.cert_pem.write_to_path(str(cafile))
-        async with Client(verify=str(cafile)) as client:
-            assert (await client.get(url)).content == b"secure"
-            assert (await client.get(url)).content == b"secure"
-            assert stats(client).created == 1
-        client_ctx = ssl.create_default_context()
-        ca.configure_trust(client_ctx)
-        async with Client(verify=client_ctx) as client:
-            assert (await client.get(url)).content == b"secure"
-        async with Client(verify=False) as client:
-            assert (await client.get(url)).content == b"secure"
-    finally:
-        server.close()
-        await server.wait_closed()
-
-
-async def test_client_certificate_is_loaded(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    ca = trustme.CA()
-    cert = ca.issue_cert("client.example")
-    pem = tmp_path / "client.pem"
-    cert.private_key_and_cert_chain_pem.write_to_path(str(pem))
-    client = Client(cert=str(pem), verify=False)
-    assert client._origins.ssl_context() is client._origins.ssl_context()
-    key = tmp_path / "key.pem"
-    chain = tmp_path / "chain.pem"
-    cert.private_key_pem.write_to_path(str(key))
-    cert.cert_chain_pems[0].write_to_path(str(chain))
-    Client(cert=(str(chain), str(key)))._origins.ssl_context()
