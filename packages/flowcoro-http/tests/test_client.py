@@ -276,6 +276,21 @@ async def test_keep_alive_reuse_and_connection_close() -> None:
             assert stats.created == 2  # the closed connection was not reused
 
 
+async def test_idle_connections_expire_and_pools_are_registered() -> None:
+    from flowcoro.core import Pool
+
+    with std_server() as server:
+        async with Client(limits=Limits(keepalive_expiry=0.1)) as client:
+            await client.get(f"{server.url}/hello")
+            stats = next(iter(client.pool_statistics().values()))
+            assert stats.idle == 1
+            assert any(p.name == f"http-client {server.url}" for p in Pool.instances())
+            await asyncio.sleep(0.4)
+            stats = next(iter(client.pool_statistics().values()))
+            assert (stats.idle, stats.size, stats.closed) == (0, 0, 1)
+            assert (await client.get(f"{server.url}/hello")).content == b"hello"
+
+
 async def test_server_closing_kept_alive_connection_is_retried_once() -> None:
     with std_server() as server:
         async with Client() as client:
