@@ -292,3 +292,14 @@ async def test_app_picks_the_redis_broker_and_registers_health(redis_url: str) -
         finally:
             await broker.aclose()
     assert client.closed
+
+
+async def test_close_while_subscribing() -> None:
+    async with scripted_server(["silent"]) as port:
+        ps = PubSub(RedisConfig(port=port, connect_timeout=5))
+        # CLIENT ID answered, confirmation never comes: the subscriber waits; closing ends it
+        task = asyncio.create_task(ps.subscribe("ch"))
+        await asyncio.sleep(0.1)
+        await ps.aclose()
+        with pytest.raises((ClosedResourceError, DBConnectionError)):
+            await task

@@ -179,6 +179,10 @@ class Redis(Commands, Component):
         try:
             async with asyncio.timeout(timeout):
                 return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled() and not _being_cancelled():  # aclose() stopped the connect
+                raise ClosedResourceError("the Redis client was closed") from None
+            raise
         except TimeoutError:
             if task.done() and task.exception() is not None:
                 raise
@@ -457,6 +461,12 @@ class Script:
 
 def _is_block(arg: object) -> bool:
     return isinstance(arg, str | bytes) and _name(arg) == b"BLOCK"
+
+
+def _being_cancelled() -> bool:
+    """True when the current task itself is being cancelled (not just something it awaited)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _consume(task: asyncio.Task[Any]) -> None:

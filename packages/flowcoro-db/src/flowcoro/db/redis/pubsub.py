@@ -253,7 +253,12 @@ class PubSub:
             task = asyncio.get_running_loop().create_task(self._connect(first=True))
             task.add_done_callback(_consume)
             self._connecting = task
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled() and not _being_cancelled():  # aclose() stopped the connect
+                raise ClosedResourceError("the pub/sub client was closed") from None
+            raise
 
     async def _connect(self, *, first: bool) -> _PubSubConnection:
         try:
@@ -328,10 +333,15 @@ class PubSub:
         self._patterns.clear()
         for sub in subs:
             sub._close()
+        confirm, self._confirm = self._confirm, {}
+        for fut in confirm.values():  # subscribers still waiting for a confirmation
+            if not fut.done():
+                fut.set_exception(ClosedResourceError("the pub/sub client was closed"))
         task = self._connecting
         if task is not None:
             task.cancel()
             await asyncio.wait([task])
+            self._connecting = None  # also when it was cancelled before it ever ran
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.aclose()
@@ -349,6 +359,11 @@ def _detach(
                 del index[name]
                 gone.append(name)
     return gone
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _consume(fut: asyncio.Future[Any]) -> None:
