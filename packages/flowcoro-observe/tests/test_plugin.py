@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import flowcoro.observe.plugin as plugin
 from flowcoro.core import App, Plugins
-from flowcoro.observe import CONNECTIONS, ConnectionMetrics, MetricsServer, Observe
+from flowcoro.observe import CONNECTIONS, QUERIES, ConnectionMetrics, MetricsServer, Observe
 
 
 def new_app(**settings: object) -> App:
@@ -34,6 +34,7 @@ def test_http_hooks_hand_out_the_observer_and_middleware_only_when_enabled(
     assert plugin.flowcoro_http_observers(app) == [observe.http]
     assert plugin.flowcoro_http_middleware(app) == []  # tracing off: no per-request cost
     assert plugin.flowcoro_net_connection_observers() == [CONNECTIONS]
+    assert plugin.flowcoro_db_query_observers() == [QUERIES]
     quiet = new_app(http_metrics=False, tracing="on")
     assert plugin.flowcoro_http_observers(quiet) == []
     [middleware] = plugin.flowcoro_http_middleware(quiet)

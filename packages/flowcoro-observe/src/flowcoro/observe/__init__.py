@@ -6,6 +6,7 @@ from pathlib import Path
 
 from flowcoro.observe._version import __version__
 from flowcoro.observe.connections import CONNECTIONS, ConnectionMetrics
+from flowcoro.observe.dbmetrics import QUERIES, QueryMetrics
 from flowcoro.observe.errors import MetricError, ObserveError, SharedStoreError
 from flowcoro.observe.exposition import render
 from flowcoro.observe.health import liveness, readiness
@@ -51,6 +52,8 @@ __all__ = [
     "LoopLagMonitor",
     "ConnectionMetrics",
     "CONNECTIONS",
+    "QueryMetrics",
+    "QUERIES",
     "SharedStore",
     "render",
     # tracing

@@ -23,6 +23,7 @@ from flowcoro.core.abc import Component
 from flowcoro.core.settings import Setting
 from flowcoro.observe import tracing
 from flowcoro.observe.connections import CONNECTIONS
+from flowcoro.observe.dbmetrics import QUERIES
 from flowcoro.observe.exposition import render
 from flowcoro.observe.health import liveness, readiness
 from flowcoro.observe.httpmetrics import RequestMetrics
@@ -99,6 +100,7 @@ class Observe(Component):
         self.registry.add_collector(self.http)
         self.registry.add_collector(self.pools)
         self.registry.add_collector(CONNECTIONS)
+        self.registry.add_collector(QUERIES)
         # The environment too: the supervisor may export it after the app read its settings.
         directory = self.config["metrics_dir"] or os.environ.get(ENV_DIR, "")
         self.store: SharedStore | None = SharedStore(directory) if directory else None

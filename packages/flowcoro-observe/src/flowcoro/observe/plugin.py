@@ -38,6 +38,14 @@ def flowcoro_net_connection_observers() -> list[Any]:
 
 
 @hookimpl(optionalhook=True)
+def flowcoro_db_query_observers() -> list[Any]:
+    """Proposed to flowcoro-db (see flowcoro.observe.dbmetrics for the interface)."""
+    from flowcoro.observe.dbmetrics import QUERIES
+
+    return [QUERIES]
+
+
+@hookimpl(optionalhook=True)
 def flowcoro_net_workers_starting(workers: int) -> None:
     """In the supervisor, before the workers fork: give them a fresh shared metrics directory
     so that one scrape sums every worker."""
