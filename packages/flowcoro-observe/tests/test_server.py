@@ -61,3 +61,20 @@ async def test_separate_port_endpoints_and_bad_requests() -> None:
     assert await reader.read() == b""
     writer.close()
     await writer.wait_closed()
+
+
+async def test_workers_sharing_a_directory_share_the_metrics_port(
+    tmp_path: object, unused_tcp_port: int
+) -> None:
+    first = Observe(metrics_dir=str(tmp_path))
+    second = Observe(metrics_dir=str(tmp_path))
+    servers = [MetricsServer(o, port=unused_tcp_port) for o in (first, second)]
+    for server in servers:
+        await server.start()  # the second bind succeeds: SO_REUSEPORT
+    try:
+        async with httpx.AsyncClient() as client:
+            response = await client.get(f"http://127.0.0.1:{unused_tcp_port}/metrics")
+        assert response.status_code == 200
+    finally:
+        for server in servers:
+            await server.stop()

@@ -43,8 +43,14 @@ class MetricsServer(Component):
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, app: Any = None) -> None:
+        # Forked workers sharing a metrics directory each bind the port (SO_REUSEPORT): any of
+        # them answers a scrape with the sum of all.
         self._server = await asyncio.start_server(
-            self._handle, self.host, self.port, limit=MAX_HEAD
+            self._handle,
+            self.host,
+            self.port,
+            limit=MAX_HEAD,
+            reuse_port=self.observe.store is not None or None,
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
