@@ -450,6 +450,7 @@ async def test_connection_killed_reconnects(redis_url: str) -> None:
 
 async def test_health_check_component_and_lifecycle(redis_url: str) -> None:
     r = Redis(RedisConfig.from_url(redis_url), name="cache")
+    assert r in Redis.instances()
     assert r.name == "cache"
     assert "redis://" in repr(r)
     await r.start(app=None)  # type: ignore[arg-type]
@@ -465,6 +466,7 @@ async def test_health_check_component_and_lifecycle(redis_url: str) -> None:
     assert r.closed
     assert "closed" in repr(r)
     await r.aclose()
+    assert r not in Redis.instances()
     stats = r.statistics()
     assert stats.connections_open == 0
     assert stats.commands >= 11
@@ -514,3 +516,14 @@ async def test_pure_python_fallback_end_to_end(
         tx.incr(p + "n")
         tx.lrange(p + "nolist")
         assert await tx.execute() == [1, []]
+
+
+async def test_dedicated_connection_for_connection_state(redis_url: str) -> None:
+    async with connected(redis_url) as (r, _):
+        await r.ping()
+        async with r.dedicated() as conn:
+            assert await r.run_on(conn, ("CLIENT", "SETNAME", "fct-scoped"), 1.0) == b"OK"
+            assert await r.run_on(conn, ("CLIENT", "GETNAME"), 1.0) == b"fct-scoped"
+        assert conn.closed  # its state is unknown: never reused
+        assert await r.execute("CLIENT", "GETNAME") is None
+        assert r._idle == []

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
 from flowcoro.core.abc import Component
 from flowcoro.core.deadline import effective_timeout
@@ -79,7 +80,10 @@ class Redis(Commands, Component):
     closes it at shutdown and registers `health_check` (a PING) with the app's health registry.
     """
 
+    _instances: ClassVar[weakref.WeakSet[Redis]] = weakref.WeakSet()
+
     def __init__(self, config: RedisConfig | None = None, *, name: str = "redis") -> None:
+        Redis._instances.add(self)
         self.config = config or RedisConfig()
         self.name = name
         self._stats = Stats()
@@ -252,11 +256,13 @@ class Redis(Commands, Component):
 
     @asynccontextmanager
     async def dedicated(self) -> AsyncIterator[RedisConnection]:
-        """Borrow a dedicated connection (for blocking commands and WATCH)."""
+        """Borrow a dedicated connection for connection-scoped state (use `run_on`); it counts
+        against ``max_dedicated`` and is closed afterwards, since its state is unknown."""
         conn = await self._acquire_dedicated(effective_timeout(self._command_timeout))
         try:
             yield conn
         finally:
+            conn.discard(DBConnectionError("dedicated connection returned"))
             self._release_dedicated(conn)
 
     async def run_on(
@@ -288,8 +294,11 @@ class Redis(Commands, Component):
         if server_timeout and self._command_timeout is not None:
             limit = server_timeout + self._command_timeout
         timeout = effective_timeout(limit)
-        async with self.dedicated() as conn:
+        conn = await self._acquire_dedicated(timeout)
+        try:
             return await self.run_on(conn, args, timeout, transform)
+        finally:
+            self._release_dedicated(conn)  # kept for reuse only when provably in step
 
     # -- pipelines and transactions ------------------------------------------------------------
 
@@ -382,6 +391,11 @@ class Redis(Commands, Component):
                 yield member, float(score)
 
     # -- lifecycle, health, statistics ---------------------------------------------------------
+
+    @classmethod
+    def instances(cls) -> list[Redis]:
+        """The live, unclosed clients of this process (weakly held; for metrics exporters)."""
+        return [r for r in cls._instances if not r._closed]
 
     def statistics(self) -> RedisStatistics:
         return self._stats.snapshot()
