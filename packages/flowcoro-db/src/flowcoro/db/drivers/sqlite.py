@@ -176,6 +176,10 @@ class SQLiteDriver(Driver):
     DIALECT: ClassVar[Dialect] = SQLITE
     DEFAULT_MAX_SIZE = 4
 
+    def __init__(self, url: Any, options: dict[str, Any]) -> None:
+        super().__init__(url, options)
+        self._wal = False
+
     def default_max_size(self) -> int:
         return 1 if self._memory else self.DEFAULT_MAX_SIZE
 
@@ -198,8 +202,15 @@ class SQLiteDriver(Driver):
         try:
             await raw
             raw.row_factory = sqlite3.Row
-            if not self._memory:
-                await raw.execute("PRAGMA journal_mode=WAL")
+            if not self._memory and not self._wal:
+                # once per database: the mode is stored in the file, and switching it while
+                # other connections work would fail with "database is locked"
+                self._wal = True
+                try:
+                    await raw.execute("PRAGMA journal_mode=WAL")
+                except BaseException:
+                    self._wal = False
+                    raise
         except BaseException as exc:
             raw.stop()  # cancelled or failed half-way: never leave the worker thread behind
             if isinstance(exc, Exception):
