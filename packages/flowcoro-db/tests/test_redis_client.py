@@ -317,6 +317,7 @@ async def test_watch_conflict_and_retry(redis_url: str) -> None:
             return current + 1
 
         assert await r.transaction(bump, key) == 102
+        assert len(r._idle) == 1  # the conflicting attempt's connection was reused, in step
         assert attempts == 2
         assert await r.get(key) == b"102"
 

@@ -34,7 +34,16 @@ class Pipeline(Commands):
     queue time (unknown command, wrong arity) aborts the whole transaction.
     """
 
-    __slots__ = ("_client", "_conn", "_futures", "_loop", "_packed", "_transaction", "_transforms")
+    __slots__ = (
+        "_client",
+        "_conn",
+        "_futures",
+        "_loop",
+        "_packed",
+        "_transaction",
+        "_transforms",
+        "_watch",
+    )
 
     def __init__(
         self, client: Redis, *, transaction: bool = False, conn: RedisConnection | None = None
@@ -46,6 +55,7 @@ class Pipeline(Commands):
         self._transforms: list[Transform] = []
         self._futures: list[asyncio.Future[Any]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._watch: Watch | None = None  # set by Watch.multi: told when EXEC has answered
 
     def __len__(self) -> int:
         return len(self._packed)
@@ -121,6 +131,8 @@ class Pipeline(Commands):
                     conn.discard(error)
                 raise error from None
             raise
+        if self._watch is not None:
+            self._watch._executed = True  # EXEC answered: the server has dropped the watch
         if self._transaction:
             results = _transaction_results(replies, transforms)
         else:
@@ -175,13 +187,14 @@ class Watch(Commands):
     """A WATCH transaction on a dedicated connection (see `Redis.watch`): commands run at once on
     that connection; `multi` starts the MULTI/EXEC pipeline that ends it."""
 
-    __slots__ = ("_client", "_conn", "_done", "_keys")
+    __slots__ = ("_client", "_conn", "_done", "_executed", "_keys")
 
     def __init__(self, client: Redis, keys: tuple[Key, ...]) -> None:
         self._client = client
         self._keys = keys
         self._conn: RedisConnection | None = None
         self._done = False
+        self._executed = False
 
     def _connection(self) -> RedisConnection:
         if self._conn is None or self._done:
@@ -201,7 +214,9 @@ class Watch(Commands):
     def multi(self) -> Pipeline:
         """The MULTI/EXEC pipeline bound to this watch; ``execute`` raises `WatchError` when a
         watched key changed."""
-        return Pipeline(self._client, transaction=True, conn=self._connection())
+        pipe = Pipeline(self._client, transaction=True, conn=self._connection())
+        pipe._watch = self
+        return pipe
 
     async def __aenter__(self) -> Watch:
         client = self._client
@@ -223,8 +238,10 @@ class Watch(Commands):
     ) -> None:
         conn = self._conn
         if conn is not None and not conn.closed:
-            if exc_type is None and not conn.waiters:
-                # EXEC may not have run: clear the watch before the connection is reused.
+            if self._executed and not conn.waiters:
+                pass  # EXEC answered (even with WatchError): nothing is watched any more
+            elif exc_type is None and not conn.waiters:
+                # EXEC did not run: clear the watch before the connection is reused.
                 try:
                     await self._client.run_on(conn, (b"UNWATCH",), effective_timeout(5.0))
                 except DBError:
