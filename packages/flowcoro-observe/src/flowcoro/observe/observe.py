@@ -156,8 +156,11 @@ class Observe(Component):
     async def stop(self) -> None:
         await self._stop_tasks()
         if self.store is not None:
-            self.store.write(self.collect())
-            self.store.retire()
+            try:
+                self.store.write(self.collect())
+                self.store.retire()
+            except OSError:
+                log.exception("could not hand this worker's metrics to %s", self.store.directory)
         if self._log_fields:
             logger.remove_context_provider(tracing.trace_log_fields)
             self._log_fields = False
