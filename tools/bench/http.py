@@ -60,6 +60,7 @@ def _raise_nofile() -> None:
 
 def serve_flowcoro(port: int) -> None:
     import asyncio
+    import gc
 
     import uvloop
 
@@ -69,8 +70,11 @@ def serve_flowcoro(port: int) -> None:
 
     async def main() -> None:
         await app.start()
+        factory = app.protocol_factory()
+        gc.collect()
+        gc.freeze()  # as `flowcoro serve` does
         server = await start_server(
-            app.protocol_factory(),
+            factory,
             host="127.0.0.1",
             port=port,
             backlog=16384,
@@ -142,7 +146,7 @@ def serve_granian(port: int) -> None:
             "warning",
             "--backlog",
             "16384",
-            "_http_apps:raw_asgi",
+            "bench_http_apps:raw_asgi",
         ],
     )
 
@@ -201,6 +205,60 @@ def serve_aiohttp(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, backlog=16384)
 
 
+def hold(port: int, count: int, seconds: float) -> None:
+    """Open ``count`` keep-alive connections, make one request on each, then keep every one
+    alive with a request every 2 s (inside the server's 5 s keep-alive timeout) for ``seconds``;
+    print ``held=<open at the end> errors=<failed requests or connections>``."""
+    import asyncio
+
+    import uvloop
+
+    _raise_nofile()
+    request = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+    errors = 0
+    held = 0
+
+    async def one(i: int, stop: float) -> None:
+        nonlocal errors, held
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            errors += 1
+            return
+        held += 1
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.sleep((i % 200) / 100)  # stagger the keep-alive requests
+            while True:
+                writer.write(request)
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+                if not head.startswith(b"HTTP/1.1 200"):
+                    errors += 1
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                await reader.readexactly(length)
+                if loop.time() >= stop:
+                    break
+                await asyncio.sleep(2.0)
+        except (TimeoutError, OSError, asyncio.IncompleteReadError):
+            errors += 1
+            held -= 1
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = loop.time() + seconds
+        tasks = []
+        for i in range(count):
+            tasks.append(asyncio.ensure_future(one(i, stop)))
+            if i % 500 == 499:
+                await asyncio.sleep(0.05)  # do not overflow the listen backlog
+        await asyncio.gather(*tasks)
+
+    uvloop.run(main())
+    print(f"held={held} errors={errors}", flush=True)
+
+
 def serve(name: str, port: int) -> None:
     _raise_nofile()
     if name == "flowcoro":
@@ -210,9 +268,9 @@ def serve(name: str, port: int) -> None:
     elif name == "granian":
         serve_granian(port)
     elif name == "uvicorn":
-        serve_uvicorn(port, "_http_apps:raw_asgi")
+        serve_uvicorn(port, "bench_http_apps:raw_asgi")
     elif name == "starlette":
-        serve_uvicorn(port, "_http_apps:starlette")
+        serve_uvicorn(port, "bench_http_apps:starlette")
     elif name == "sanic":
         serve_sanic(port)
     elif name == "aiohttp":
@@ -306,7 +364,7 @@ _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 def wrk(port: int, path: str, conns: int, duration: float, threads: int = 1) -> dict[str, float]:
     cmd = (
-        f"ulimit -n 65536; taskset -c 1 wrk -t{threads} -c{conns} -d{duration:g}s "
+        f"ulimit -n $(ulimit -Hn); taskset -c 1 wrk -t{threads} -c{conns} -d{duration:g}s "
         f"--latency --timeout 5s http://127.0.0.1:{port}{path}"
     )
     out = subprocess.run(
@@ -331,6 +389,7 @@ def wrk(port: int, path: str, conns: int, duration: float, threads: int = 1) -> 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench http")
     parser.add_argument("--serve", nargs=2, metavar=("NAME", "PORT"))
+    parser.add_argument("--hold", nargs=3, metavar=("PORT", "COUNT", "SECONDS"))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--servers", default=",".join(SERVERS))
@@ -340,6 +399,9 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.serve:
         serve(args.serve[0], int(args.serve[1]))
+        return 0
+    if args.hold:
+        hold(int(args.hold[0]), int(args.hold[1]), float(args.hold[2]))
         return 0
     _raise_nofile()
     servers = _ensure_tools([s for s in args.servers.split(",") if s])
@@ -375,7 +437,9 @@ def main(argv: list[str]) -> int:
     for path in paths:
         base = _median(results.get(("flowcoro", path), []), "rps")
         print(f"GET {path}")
-        print("| server | req/s (median) | spread (min-max) | p99 ms | vs flowcoro |")
+        print(
+            "| server | req/s (median) | spread (min-max) | p99 ms (median) | flowcoro / server |"
+        )
         print("|---|---:|---:|---:|---:|")
         for name in servers:
             runs = results.get((name, path))
@@ -391,16 +455,50 @@ def main(argv: list[str]) -> int:
             )
         print()
     if not args.no_c10k and "flowcoro" in servers:
-        running = Running("flowcoro")
-        try:
-            res = wrk(running.port, "/", 10_000, args.c10k_duration, threads=1)
-        finally:
-            running.stop()
-        print(
-            f"10,000 keep-alive connections (wrk -t1 -c10000 -d{args.c10k_duration:g}s): "
-            f"{res['rps']:,.0f} req/s, p99 {res['p99_ms']:.1f} ms, errors {res['errors']:.0f}"
-        )
+        c10k(args.c10k_duration)
     return 0
+
+
+def c10k(duration: float) -> None:
+    """10,000 connections two ways: wrk's closed loop (each connection always has a request in
+    flight, so mean latency is connections / throughput by Little's law), and 10,000 held
+    keep-alive connections (one request each every 2 s) while wrk -c100 measures p99."""
+    running = Running("flowcoro")
+    try:
+        res = wrk(running.port, "/", 10_000, duration)
+        print(
+            f"wrk -t1 -c10000 -d{duration:g}s (closed loop): {res['rps']:,.0f} req/s, "
+            f"p99 {res['p99_ms']:.1f} ms, errors {res['errors']:.0f}",
+            flush=True,
+        )
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        holder = subprocess.Popen(
+            [
+                "taskset",
+                "-c",
+                "1",
+                sys.executable,
+                str(HERE),
+                "--hold",
+                str(running.port),
+                "10000",
+                str(duration + 15),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(12)  # let the 10,000 connections open
+        res = wrk(running.port, "/", 100, duration)
+        out, _ = holder.communicate(timeout=duration + 120)
+        print(
+            f"10,000 held keep-alive connections + wrk -t1 -c100 -d{duration:g}s: "
+            f"{res['rps']:,.0f} req/s, p99 {res['p99_ms']:.1f} ms, wrk errors "
+            f"{res['errors']:.0f}; holder: {out.strip()}",
+            flush=True,
+        )
+    finally:
+        running.stop()
 
 
 def _median(runs: list[dict[str, float]], key: str) -> float:
