@@ -161,7 +161,17 @@ async def test_metrics_on_their_own_port_are_not_app_routes(unused_tcp_port: int
     app = build(tracing="off", metrics_port=unused_tcp_port)
     async with serving(app) as client:
         assert (await client.get("/metrics")).status_code == 404
+        assert (await client.get("/healthz")).status_code == 404  # all three moved
         async with httpx.AsyncClient() as other:
             response = await other.get(f"http://127.0.0.1:{unused_tcp_port}/metrics")
         assert response.status_code == 200
         assert "http_server_request_duration_seconds" in response.text
+
+
+async def test_metrics_disabled_keeps_health_routes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
+    app = build(tracing="off", metrics_enabled=False)
+    async with serving(app) as client:
+        assert (await client.get("/metrics")).status_code == 404
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/readyz")).status_code == 200

@@ -78,3 +78,15 @@ async def test_workers_sharing_a_directory_share_the_metrics_port(
     finally:
         for server in servers:
             await server.stop()
+
+
+async def test_metrics_disabled_on_the_separate_port() -> None:
+    observe = Observe(metrics_enabled=False)
+    server = MetricsServer(observe, port=0)
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+            assert (await client.get("/metrics")).status_code == 404
+            assert (await client.get("/healthz")).status_code == 200
+    finally:
+        await server.stop()

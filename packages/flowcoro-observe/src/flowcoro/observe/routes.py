@@ -35,8 +35,12 @@ def http_routes(observe: Observe) -> list[Any]:
         return Response(body, status=status, media_type=JSON_CONTENT_TYPE)
 
     config = observe.config
-    return [
-        Route(config["metrics_path"], metrics, ("GET",), name="flowcoro-observe-metrics"),
+    routes = [
         Route(config["health_path"], healthz, ("GET",), name="flowcoro-observe-healthz"),
         Route(config["ready_path"], readyz, ("GET",), name="flowcoro-observe-readyz"),
     ]
+    if config["metrics_enabled"]:
+        routes.append(
+            Route(config["metrics_path"], metrics, ("GET",), name="flowcoro-observe-metrics")
+        )
+    return routes

@@ -101,7 +101,10 @@ class MetricsServer(Component):
             if sep:
                 headers[name.strip().lower()] = value.strip()
         config = self.observe.config
-        if target not in (config["metrics_path"], config["health_path"], config["ready_path"]):
+        paths = [config["health_path"], config["ready_path"]]
+        if config["metrics_enabled"]:
+            paths.append(config["metrics_path"])
+        if target not in paths:
             return 404, b"not found\n", "text/plain"
         if method != "GET":
             return 405, b"method not allowed\n", "text/plain"
