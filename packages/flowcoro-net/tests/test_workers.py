@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from flowcoro.core import hookimpl
+from flowcoro.core.plugins import Plugins, set_plugins
 from flowcoro.net import Connection, DrainStats, InvalidLimit, Server, run_server
 
 
@@ -124,11 +126,25 @@ def test_two_workers_spread_connections_evenly() -> None:
         for _ in range(1000):
             counts[ask_pid(port)] += 1
 
-    thread, errors = in_thread(clients)
-    status = run_server(lambda: pid_handler, workers=2, host="127.0.0.1", port=port)
-    thread.join(10)
+    announced: list[tuple[int, int]] = []
+
+    class Shared:
+        @hookimpl
+        def flowcoro_net_workers_starting(self, workers: int) -> None:
+            announced.append((os.getpid(), workers))
+
+    host = Plugins(autoload=False)
+    host.register(Shared(), name="shared")
+    set_plugins(host)
+    try:
+        thread, errors = in_thread(clients)
+        status = run_server(lambda: pid_handler, workers=2, host="127.0.0.1", port=port)
+        thread.join(10)
+    finally:
+        set_plugins(None)
     assert not errors, errors
     assert status == 0
+    assert announced == [(os.getpid(), 2)]  # once, in the supervisor, before the fork
     assert len(counts) == 2
     assert os.getpid() not in counts
     assert max(counts.values()) <= 650, counts

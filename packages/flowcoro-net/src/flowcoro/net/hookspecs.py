@@ -18,3 +18,9 @@ if TYPE_CHECKING:
 def flowcoro_net_connection_observers() -> list[ConnectionObserver]:
     """Return observers told about every accepted connection (``connection_opened(protocol)``,
     ``connection_closed(protocol)``) of every server started with ``observers=None``."""
+
+
+@hookspec
+def flowcoro_net_workers_starting(workers: int) -> None:
+    """Called once in the supervisor of ``run_server(workers=N)``, N > 1, before it forks the
+    workers (e.g. to prepare state they share, such as a metrics directory)."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from types import FrameType
 from typing import Any
 
+from flowcoro.core.plugins import get_plugins
 from flowcoro.net._sockets import reserve_port, unix_socket
 from flowcoro.net.errors import InvalidLimit
 from flowcoro.net.limits import DrainStats, Limits
@@ -301,6 +302,7 @@ def run_server(
             reserved, chosen = reserve_port(first, 0)
             cfg = replace(cfg, port=chosen)
             _logger.info("workers will listen on port %d", chosen)
+        get_plugins().hook.flowcoro_net_workers_starting(workers=workers)
         return _Supervisor(cfg, workers, max_restarts, restart_window).run()
     finally:
         if reserved is not None:
