@@ -389,3 +389,71 @@ async def test_routes_fixed_once_serving_and_settings() -> None:
             port, b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 9\r\n\r\n123456789"
         )
         assert status_of(data) == 413
+
+
+async def test_middleware_paths_and_app_decorators() -> None:
+    app = make_app()
+
+    async def passthrough(request: Request, call_next: CallNext) -> Response:
+        return await call_next(request)
+
+    app.add_middleware(passthrough)
+    with pytest.raises(TypeError, match="not callable"):
+        app.add_middleware("nope")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="Exception subclass"):
+        app.exception_handler(int)(passthrough)  # type: ignore[arg-type]
+
+    @app.patch("/p/{id:int}")
+    async def patch(request: Request, id: int) -> dict[str, int]:
+        return {"patched": id}
+
+    @app.delete("/p/{id:int}")
+    async def delete(request: Request, id: int) -> Response:
+        return Response(b"", 204)
+
+    @app.head("/h")
+    async def head(request: Request) -> Response:
+        return Response(b"", 200, {"x-head": "1"})
+
+    @app.options("/o")
+    async def options(request: Request) -> Response:
+        return Response(b"", 200, {"x-options": "1"})
+
+    @app.get("/raw")
+    async def raw(request: Request) -> bytes:
+        return b"raw"
+
+    @app.post("/twice")
+    async def twice(request: Request) -> str:
+        body = await request.body()
+        chunks = [c async for c in request.stream()]
+        assert chunks == [body]
+        return "ok"
+
+    @app.post("/stream-then-body")
+    async def stream_then_body(request: Request) -> str:
+        async for _ in request.stream():
+            pass
+        with pytest.raises(RuntimeError, match="already consumed"):
+            async for _ in request.stream():
+                pass
+        return "ok"
+
+    async with (
+        serving(app) as (_, port),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+    ):
+        assert (await client.patch("/p/3")).json() == {"patched": 3}
+        assert (await client.delete("/p/3")).status_code == 204
+        assert (await client.head("/h")).headers["x-head"] == "1"
+        assert (await client.options("/o")).headers["x-options"] == "1"
+        assert (await client.get("/raw")).content == b"raw"
+        assert (await client.post("/twice", content=b"a" * 100_000)).text == "ok"
+
+        async def chunks():  # type: ignore[no-untyped-def]
+            for _ in range(3):
+                yield b"x" * 1000
+                await asyncio.sleep(0.01)
+
+        assert (await client.post("/stream-then-body", content=chunks())).text == "ok"
+        assert (await client.post("/twice", content=chunks())).text == "ok"
