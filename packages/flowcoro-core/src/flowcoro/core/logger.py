@@ -88,7 +88,7 @@ __all__ = [
 DEBUG, INFO, WARNING, ERROR, CRITICAL = 10, 20, 30, 40, 50
 _BY_NAME = {name: level for level, name in LEVEL_NAMES.items()} | {"warn": WARNING}
 _BATCH = 1024
-_YIELD_EVERY = 64  # records formatted between voluntary GIL releases by the writer
+_YIELD_EVERY = 8  # records formatted between voluntary GIL releases by the writer
 Items = tuple[tuple[str, Any], ...]
 
 # Context fields are kept as a tuple of (key, value) pairs, not a dict: a queued record that holds
