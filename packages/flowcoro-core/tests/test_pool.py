@@ -225,7 +225,9 @@ async def test_explicit_discard_and_put() -> None:
         with pytest.raises(ValueError, match="did not lend"):
             await pool.put(Res(99))
         async with pool.acquire() as r2:
+            assert pool.is_lent(r2)
             await pool.put(r2)  # given back early: the block must not give it back twice
+            assert not pool.is_lent(r2)
         consistent(pool)
 
 

@@ -234,6 +234,10 @@ class Pool(Generic[T]):
         """``put`` without awaiting (closing, if any, happens in a background task)."""
         self._release(resource, discard)
 
+    def is_lent(self, resource: T) -> bool:
+        """True while ``resource`` is lent out by this pool (not yet given back)."""
+        return id(resource) in self._in_use
+
     def discard(self, resource: T) -> None:
         """Mark a resource held by the caller as broken: it is closed when it is given back."""
         entry = self._in_use.get(id(resource))
