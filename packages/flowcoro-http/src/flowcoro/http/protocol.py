@@ -186,6 +186,11 @@ class ServerState:
         self.max_header_count = limits.max_header_count
         self.max_header_size = limits.max_header_size
         self.max_body_size = limits.max_body_size
+        self.max_keepalive_requests = limits.max_keepalive_requests
+        self.max_concurrency = limits.max_concurrency
+        self.keepalive_timeout = limits.keepalive_timeout
+        # Observers or an access log: only then is the clock read per request.
+        self.watched = bool(self.observers) or access_log
         self.targets: dict[bytes, tuple[str, bytes, Any]] = {}
         self.conns: set[HTTPProtocol] = set()
         self.now = 0.0
@@ -397,18 +402,12 @@ class HTTPProtocol(BaseProtocol):
     def _v11(self) -> bool:
         """Whether every request line starting in the current read is HTTP/1.1, found by
         scanning the read once: ``parser.get_http_version()`` formats a new string per call and
-        costs more than the rest of the request line handling. Any other version (llhttp only
-        lets 0.9, 1.0, 1.1, 2.0 and 3.0 through) appears literally in the read, and then the
+        costs more than the rest of the request line handling. True when every ``HTTP/`` in the
+        read is ``HTTP/1.1``: any other version appears literally in the read, and then the
         parser is asked; a body that happens to contain such text only costs that call."""
-        known = self._v11_known
-        if known is None:
-            data = self._data
-            known = self._v11_known = b"HTTP/1.1" in data and not (
-                b"HTTP/1.0" in data
-                or b"HTTP/0." in data
-                or b"HTTP/2." in data
-                or b"HTTP/3." in data
-            )
+        data = self._data
+        count = data.count(b"HTTP/1.1")
+        known = self._v11_known = count > 0 and data.count(b"HTTP/") == count
         return known
 
     def _head_size(self) -> int:
@@ -473,7 +472,10 @@ class HTTPProtocol(BaseProtocol):
         ):
             raise _Reject(431, "the request header block is too large")
         parser = self._parser
-        if self._fresh and self._v11():
+        known = self._v11_known
+        if known is None and self._fresh:
+            known = self._v11()
+        if known and self._fresh:
             version = "1.1"
         else:
             version = parser.get_http_version()
@@ -600,7 +602,7 @@ class HTTPProtocol(BaseProtocol):
             self.transport.close()
             return
         self._kind = _IDLE
-        self._deadline = self._s.now + self._s.limits.keepalive_timeout
+        self._deadline = self._s.now + self._s.keepalive_timeout
 
     # -- errors found while parsing -------------------------------------------------------
 
@@ -682,14 +684,13 @@ class HTTPProtocol(BaseProtocol):
         self._current = req
         self._served += 1
         state = self._s
-        if self._served >= state.limits.max_keepalive_requests:
+        if self._served >= state.max_keepalive_requests:
             req.keep_alive = False
-        observers = state.observers
-        if observers or state.access_log:
+        if state.watched:
             req._started = perf_counter()
-            for observer in observers:
+            for observer in state.observers:
                 observer.request_started(req)
-        if state.active >= state.limits.max_concurrency:
+        if state.active >= state.max_concurrency:
             state.active += 1
             self._respond(req, self._overloaded())
             return
@@ -742,8 +743,18 @@ class HTTPProtocol(BaseProtocol):
                 self._last = True
                 transport.close()  # type: ignore[union-attr]
         state.active -= 1
-        if state.observers or state.access_log:
+        if state.watched:
             self._observe(req, response.status)
+        if req._complete and self._req is None and not self._queue and not self._in_head:
+            # The common case of _finished: nothing else in flight, wait for the next request.
+            self._current = None
+            self.active = True
+            if self.shutting_down or self._last:
+                self._finished(req)
+                return
+            self._kind = _IDLE
+            self._deadline = state.now + state.keepalive_timeout
+            return
         self._finished(req)
 
     async def _complete(self, req: Request, pending: Awaitable[Any]) -> None:
@@ -779,7 +790,7 @@ class HTTPProtocol(BaseProtocol):
     def _done(self, req: Request, status: int) -> None:
         state = self._s
         state.active -= 1
-        if state.observers or state.access_log:
+        if state.watched:
             self._observe(req, status)
         self._finished(req)
 

@@ -30,6 +30,7 @@ __all__ = [
 
 _STATUS: dict[int, bytes] = {}
 _PREFIX: dict[tuple[int, str | None], bytes] = {}
+_PREFIX_200: dict[str | None, bytes] = {}
 _CL = [b"content-length: %d\r\n" % n for n in range(4096)]
 _KEEP = b"\r\n"
 _CLOSE = b"connection: close\r\n\r\n"
@@ -59,6 +60,8 @@ def _prefix(status: int, media_type: str | None) -> bytes:
             pre += b"content-type: " + check_header("content-type", media_type)[1] + b"\r\n"
         if len(_PREFIX) < 512:
             _PREFIX[key] = pre
+            if status == 200:
+                _PREFIX_200[media_type] = pre
     return pre
 
 
@@ -147,7 +150,12 @@ class Response:
         if self.headers is not None or self.status < 200 or self.status in (204, 304):
             head = self.head(len(body), keep_alive, date)
             return head if head_only else head + body
-        pre = _PREFIX.get((self.status, self.media_type)) or _prefix(self.status, self.media_type)
+        if self.status == 200:
+            pre = _PREFIX_200.get(self.media_type) or _prefix(200, self.media_type)
+        else:
+            pre = _PREFIX.get((self.status, self.media_type)) or _prefix(
+                self.status, self.media_type
+            )
         end = _KEEP if keep_alive else _CLOSE
         length = len(body)
         cl = _CL[length] if length < 4096 else b"content-length: %d\r\n" % length
