@@ -281,6 +281,14 @@ async def test_write_timeout_and_write_error() -> None:
             await client.post(url, content=chunks())
         with pytest.raises(WriteTimeout):
             await client.post(url, content=b"y" * 50_000_000)
+
+        async def paced():
+            for _ in range(20):
+                yield b"z" * 100
+                await asyncio.sleep(0.02)
+
+        with deadline(0.1), pytest.raises(WriteTimeout, match="deadline expired while"):
+            await client.post(url, content=paced())
         assert stats(client).in_use == 0
 
     async def reads_then_closes(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import Any, Final
 
 from flowcoro.core.deadline import effective_timeout, remaining
+from flowcoro.core.errors import DeadlineExceeded
 from flowcoro.core.pool import PoolStatistics
 from flowcoro.http._version import __version__
 from flowcoro.http.client._body import UNSET, ContentType, encode_body, iterate
@@ -27,6 +28,7 @@ from flowcoro.http.client.errors import (
     ResponseTooLarge,
     TimeoutException,
     TooManyRedirects,
+    WriteTimeout,
 )
 
 __all__ = ["Client", "VerifyType"]
@@ -389,7 +391,7 @@ class Client:
         if isinstance(body, bytes):
             conn.write(head)
             conn.write(body)
-            await conn.drain(effective_timeout(write_timeout))
+            await conn.drain(_write_limit(conn, write_timeout))
             return
         conn.write(head)
         chunked = head.endswith(b"Transfer-Encoding: chunked\r\n\r\n")
@@ -403,10 +405,10 @@ class Client:
                 conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
             else:
                 conn.write(chunk)
-            await conn.drain(effective_timeout(write_timeout))
+            await conn.drain(_write_limit(conn, write_timeout))
         if chunked:
             conn.write(b"0\r\n\r\n")
-        await conn.drain(effective_timeout(write_timeout))
+        await conn.drain(_write_limit(conn, write_timeout))
 
     def _join(self, url: str) -> str:
         joined = self._joined.get(url)
@@ -464,6 +466,17 @@ class Client:
         return _encode_head(
             f"{method} {target.target} HTTP/1.1\r\nHost: {host}\r\n{lines}{framing}\r\n"
         )
+
+
+def _write_limit(conn: HTTPConnection, write_timeout: float | None) -> float | None:
+    try:
+        return effective_timeout(write_timeout)
+    except DeadlineExceeded as exc:
+        raise WriteTimeout(
+            "the caller's deadline expired while the request body was being sent",
+            method=conn.method,
+            url=conn.url,
+        ) from exc
 
 
 def _release(conn: HTTPConnection, reuse: bool) -> None:
