@@ -23,8 +23,11 @@ def test_async_tests_run_on_every_loop(pytester: pytest.Pytester) -> None:
             seen.append((loop_kind, name))
             assert ("uvloop" in name) == (loop_kind == "uvloop")
 
-        async def test_without_argument():
+        async def test_without_argument(request):
             await asyncio.sleep(0)
+            name = type(asyncio.get_running_loop()).__module__
+            kind = request.node.callspec.params["loop_kind"]
+            assert ("uvloop" in name) == (kind == "uvloop"), (kind, name)
 
         def test_sync_is_untouched():
             pass

@@ -98,7 +98,9 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     func = pyfuncitem.obj
     if not inspect.iscoroutinefunction(func):
         return None
-    kind = str(pyfuncitem.funcargs.get("loop_kind", "asyncio"))
+    # The parametrized value lives in the callspec: funcargs only holds what the test declares.
+    callspec = getattr(pyfuncitem, "callspec", None)
+    kind = str(callspec.params.get("loop_kind", "asyncio") if callspec else "asyncio")
     names = pyfuncitem._fixtureinfo.argnames
     kwargs = {name: pyfuncitem.funcargs[name] for name in names}
     timeout = float(pyfuncitem.config.getini("flowcoro_async_timeout"))
