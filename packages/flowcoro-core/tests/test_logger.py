@@ -4,6 +4,7 @@ import asyncio
 import io
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -179,7 +180,7 @@ def test_stream_and_file_sinks(tmp_path: Path) -> None:
         assert json.loads(path.read_text())["event"] == "written"
     finally:
         L.configure_logging(format="console")  # closes the file sink
-    assert file_sink._file is None
+    assert file_sink._fd is None
     with pytest.raises(ValueError, match="format"):
         L.StreamSink(buf, "xml")  # type: ignore[arg-type]
 
@@ -380,3 +381,37 @@ def test_callback_sink() -> None:
     cb.flush()
     cb.close()
     assert seen == ["e"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_gets_a_fresh_writer_and_no_parent_records(tmp_path: Path) -> None:
+    path = tmp_path / "fork.log"
+    sink = L.FileSink(path)
+    L.configure_logging(sinks=[sink])
+    try:
+        log = L.get_logger("t.fork")
+        log.info("parent.before")
+        assert L.flush()
+        # Fork as if the parent's writer were mid-batch: a record queued, a line pending in the
+        # sink, the writer marked busy. The child must start its own writer and must not write
+        # the parent's record or line again.
+        L._core.sleeping = False
+        L._core.queue.append((time.time(), L.INFO, "t.fork", "parent.queued", None, (), None))
+        sink._pending.append('{"event": "parent.pending"}\n')
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child, reported through the exit status
+            code = 3
+            try:
+                log.info("child.hello")
+                code = 0 if L.flush(5) else 4
+            finally:
+                os._exit(code)
+        L._core.sleeping = True
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        L._core.event.set()
+        assert L.flush()
+    finally:
+        L.configure_logging(format="console")
+    events = [json.loads(line)["event"] for line in path.read_text().splitlines()]
+    assert sorted(events) == ["child.hello", "parent.before", "parent.pending", "parent.queued"]

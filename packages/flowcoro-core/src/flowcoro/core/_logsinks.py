@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import threading
 import traceback
@@ -104,7 +105,9 @@ def formatter(fmt: str) -> Callable[[dict[str, Any]], str]:
 
 class Sink(Protocol):
     """Where records go. Called only from the writer thread, so it may block (it never blocks
-    the event loop); ``flush`` is called after each batch, ``close`` at shutdown."""
+    the event loop); ``flush`` is called after each batch, ``close`` at shutdown. A sink may
+    also define ``after_fork()``: called in a forked child to drop state copied from the
+    parent (pending lines the parent will write itself)."""
 
     def emit(self, record: dict[str, Any]) -> None: ...
 
@@ -133,26 +136,45 @@ class StreamSink:
 
 
 class FileSink:
-    """Lines appended to a file (JSON lines by default), buffered and flushed per batch."""
+    """Lines appended to a file (JSON lines by default), written once per batch.
+
+    Lines are collected in memory and written with one ``os.write`` on a descriptor opened with
+    ``O_APPEND`` at each flush, so several processes (forked workers) can share the file without
+    interleaving inside a batch, and a forked child never re-writes its parent's pending lines
+    (``after_fork`` drops them in the child).
+    """
 
     def __init__(self, path: str | Path, format: Format = "json") -> None:
         self._format = formatter(format)
         self.path = Path(path)
-        self._file: IO[str] | None = None
+        self._fd: int | None = None
+        self._pending: list[str] = []
 
     def emit(self, record: dict[str, Any]) -> None:
-        if self._file is None:
-            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
-        self._file.write(self._format(record) + "\n")
+        self._pending.append(self._format(record) + "\n")
 
     def flush(self) -> None:
-        if self._file is not None:
-            self._file.flush()
+        if not self._pending:
+            return
+        data = "".join(self._pending).encode("utf-8")
+        self._pending.clear()
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        try:
+            self.flush()
+        finally:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def after_fork(self) -> None:
+        self._pending.clear()
 
 
 class CallbackSink:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import sys
 import threading
 import time
@@ -261,6 +262,28 @@ class _Core:
 
 _core = _Core()
 _loggers: dict[str, Logger] = {}
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (e.g. a server worker) gets a fresh writer: the parent's thread does not
+    exist here, its lock or event may have been held at the fork, and the records queued
+    before the fork are the parent's to write."""
+    core = _core
+    core.queue.clear()
+    core.event = threading.Event()
+    core.start_lock = threading.Lock()
+    core.thread = None
+    core.sleeping = True
+    core.stopping = False
+    core.reported_dropped = core.dropped
+    for sink in core.sinks:
+        reset = getattr(sink, "after_fork", None)
+        if reset is not None:
+            reset()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _emit(
