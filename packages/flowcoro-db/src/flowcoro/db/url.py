@@ -22,7 +22,11 @@ class URL(NamedTuple):
         """The URL with its password hidden (safe for logs and error messages)."""
         if self.password is None:
             return self.raw
-        return self.raw.replace(f":{self.password}@", ":***@", 1)
+        scheme, _, rest = self.raw.partition("://")
+        netloc, slash, path = rest.partition("/")
+        userinfo, _, hostport = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{hostport}{slash}{path}"
 
     @property
     def address(self) -> str:

@@ -208,12 +208,13 @@ class SQLiteDriver(Driver):
                 self._wal = True
                 try:
                     await raw.execute("PRAGMA journal_mode=WAL")
-                except BaseException:
-                    self._wal = False
-                    raise
+                except sqlite3.OperationalError:
+                    pass  # another process holds the lock while switching it: WAL is on its way
         except BaseException as exc:
-            raw.stop()  # cancelled or failed half-way: never leave the worker thread behind
+            done = raw.stop()  # failed or cancelled half-way: never leave the worker behind
             if isinstance(exc, Exception):
+                if done is not None:
+                    await asyncio.wait([done], timeout=1.0)
                 raise DBConnectionError(f"cannot open SQLite database {path!r}: {exc}") from exc
             raise
         return SQLiteConnection(raw)
