@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import operator
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -133,4 +134,22 @@ def test_submit_failure_releases_slot() -> None:
         assert not sem.locked()
 
     asyncio.run(main())
+    shutdown_offload()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_gets_fresh_pools() -> None:
+    async def use() -> int:
+        return await to_thread(operator.add, 2, 3)
+
+    assert asyncio.run(use()) == 5  # the parent's pool now has live threads
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child, reported through the exit status
+        code = 3
+        try:
+            code = 0 if asyncio.run(asyncio.wait_for(use(), 5)) == 5 else 4
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
     shutdown_offload()

@@ -106,6 +106,14 @@ class _Lane:
         self.in_pool -= 1
         sem.release()
 
+    def after_fork_in_child(self) -> None:
+        # The parent's worker threads do not exist in a forked child: an executor copied from
+        # the parent would accept work and never run it. Start afresh on first use.
+        self.executor = None
+        self.in_pool = 0
+        self.lock = threading.Lock()
+        self.semaphores = weakref.WeakKeyDictionary()
+
     def shutdown(self, wait: bool) -> None:
         with self.lock:
             executor, self.executor = self.executor, None
@@ -117,6 +125,15 @@ class _Lane:
 _cpus = os.cpu_count() or 1
 _threads = _Lane("thread")
 _processes = _Lane("process")
+
+
+def _after_fork_in_child() -> None:
+    _threads.after_fork_in_child()
+    _processes.after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def configure_offload(
