@@ -9,6 +9,16 @@ from flowcoro.core.channel import Channel, EndOfChannel
 from flowcoro.core.errors import ClosedResourceError, WouldBlock
 
 
+def check_room(ch: Channel[int]) -> None:
+    """The fast-path counter matches the channel's real state."""
+    if ch.closed:
+        assert ch._room < 0
+    elif any(not w.done() for w in ch._receivers):
+        assert ch._room == 0
+    elif not ch._receivers:
+        assert ch._room == ch._capacity - len(ch._buffer) - ch._reserved
+
+
 async def test_send_recv_order_and_statistics() -> None:
     ch: Channel[int] = Channel(4, name="c")
     for i in range(4):
@@ -18,6 +28,7 @@ async def test_send_recv_order_and_statistics() -> None:
         ch.send_nowait(9)
     assert [await ch.recv() for _ in range(2)] == [0, 1]
     assert ch.recv_nowait() == 2
+    check_room(ch)
     s = ch.statistics()
     assert (s.capacity, s.size, s.sent, s.received, s.closed) == (4, 1, 4, 3, False)
     assert "Channel 'c' 1/4 open" in repr(ch)
@@ -125,6 +136,7 @@ async def test_cancel_waiting_sender_item_not_delivered() -> None:
     with pytest.raises(WouldBlock):
         ch.recv_nowait()
     ch.send_nowait(2)  # the room is free again
+    check_room(ch)
 
 
 async def test_cancel_sender_after_room_reserved_passes_it_on() -> None:
@@ -140,6 +152,7 @@ async def test_cancel_sender_after_room_reserved_passes_it_on() -> None:
     await second
     assert ch.recv_nowait() == 2
     assert ch._reserved == 0
+    check_room(ch)
 
 
 async def test_cancel_waiting_receiver() -> None:
@@ -164,6 +177,7 @@ async def test_cancel_receiver_after_handoff_puts_item_back() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert [ch.recv_nowait(), ch.recv_nowait()] == [1, 2]
+    check_room(ch)
 
 
 async def test_cancel_receiver_after_handoff_hands_to_next_receiver() -> None:
@@ -197,7 +211,9 @@ async def test_recv_many_and_send_many() -> None:
     await asyncio.sleep(0)
     assert await small.recv_many() == [1, 2]
     await asyncio.gather(*senders)
+    check_room(small)
     assert await small.recv_many() == [3, 4]
+    check_room(small)
 
 
 async def test_anext_fast_path_wakes_senders() -> None:
@@ -238,12 +254,16 @@ async def test_stress_10000_random_cancellations_nothing_lost_or_duplicated() ->
     # Cancel random senders and random receivers while traffic flows; replace receivers.
     for _ in range(200):
         await asyncio.sleep(0)
+        check_room(ch)
+        assert len(ch) <= ch.capacity + 8  # put-backs of cancelled receivers only
         rng.choice(senders).cancel()
         victim = rng.randrange(len(receivers))
         if rng.random() < 0.3 and receivers[victim].cancel():
             receivers.append(asyncio.create_task(receiver()))
     await asyncio.gather(*senders, return_exceptions=True)
+    check_room(ch)
     ch.close()
+    check_room(ch)
     await asyncio.gather(*receivers, return_exceptions=True)
     assert len(delivered) == len(set(delivered)), "an item was delivered twice"
     assert set(delivered) == sent_ok, "an item that was sent was lost (or a cancelled one leaked)"
@@ -251,3 +271,53 @@ async def test_stress_10000_random_cancellations_nothing_lost_or_duplicated() ->
     s = ch.statistics()
     assert s.size == 0
     assert s.received == len(delivered)
+
+
+async def test_stress_small_capacity_mixed_apis() -> None:
+    rng = random.Random(5)
+    ch: Channel[int] = Channel(3)
+    delivered: list[int] = []
+    sent_ok: set[int] = set()
+
+    async def sender(i: int) -> None:
+        if rng.random() < 0.2:
+            try:
+                ch.send_nowait(i)
+            except WouldBlock:
+                await ch.send(i)
+        else:
+            await ch.send(i)
+        sent_ok.add(i)
+
+    async def receiver(kind: int) -> None:
+        try:
+            if kind == 0:
+                async for item in ch:
+                    delivered.append(item)
+                    await asyncio.sleep(0)
+            while True:
+                if kind == 1:
+                    delivered.extend(await ch.recv_many(2))
+                else:
+                    delivered.append(await ch.recv())
+                if rng.random() < 0.5:
+                    await asyncio.sleep(0)
+        except EndOfChannel:
+            return
+
+    receivers = [asyncio.create_task(receiver(k % 3)) for k in range(6)]
+    senders = [asyncio.create_task(sender(i)) for i in range(3_000)]
+    for _ in range(300):
+        await asyncio.sleep(0)
+        check_room(ch)
+        rng.choice(senders).cancel()
+        victim = rng.randrange(len(receivers))
+        if rng.random() < 0.2 and receivers[victim].cancel():
+            receivers.append(asyncio.create_task(receiver(rng.randrange(3))))
+    await asyncio.gather(*senders, return_exceptions=True)
+    check_room(ch)
+    ch.close()
+    await asyncio.gather(*receivers, return_exceptions=True)
+    assert len(delivered) == len(set(delivered))
+    assert set(delivered) == sent_ok
+    assert ch.statistics().received == len(delivered)

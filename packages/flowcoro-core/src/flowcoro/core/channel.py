@@ -39,6 +39,9 @@ class EndOfChannel(ClosedResourceError):
     """The channel is closed and every item sent before closing has been received."""
 
 
+_CLOSED_ROOM = -(1 << 62)
+
+
 class ChannelStatistics(NamedTuple):
     capacity: int
     size: int  # items buffered now
@@ -61,6 +64,7 @@ class Channel(Generic[T]):
         "_received",
         "_receivers",
         "_reserved",
+        "_room",
         "_senders",
     )
 
@@ -75,26 +79,42 @@ class Channel(Generic[T]):
         self._reserved = 0  # room promised to woken senders that have not run yet
         self._received = 0
         self._closed = False
+        # How many items a send may append without looking at anything else: the free room
+        # when the channel is open and no receiver waits, 0 while receivers wait (a send must
+        # hand over instead), hugely negative once closed. The fast paths keep it exact; every
+        # slow path recomputes it (_sync_room).
+        self._room = capacity
+
+    def _sync_room(self) -> None:
+        if self._closed:
+            self._room = _CLOSED_ROOM
+        elif self._receivers:
+            self._room = 0
+        else:
+            self._room = self._capacity - len(self._buffer) - self._reserved
 
     # ------------------------------------------------------------------ sending
 
     async def send(self, item: T) -> None:
         """Send ``item``, waiting for room (FIFO among waiting senders)."""
-        if self._closed:
-            raise self._closed_error()
-        receivers = self._receivers
-        while receivers:
-            waiter = receivers.popleft()
-            if not waiter.done():
-                waiter.set_result(item)
-                return
-        if len(self._buffer) + self._reserved < self._capacity:
+        if self._room > 0:
+            self._room -= 1
             self._buffer.append(item)
             return
-        await self._send_wait(item)
+        if not self._send_slow(item):
+            await self._send_wait(item)
 
     def send_nowait(self, item: T) -> None:
         """Send without waiting; ``WouldBlock`` when full, ``ClosedResourceError`` when closed."""
+        if self._room > 0:
+            self._room -= 1
+            self._buffer.append(item)
+            return
+        if not self._send_slow(item):
+            raise WouldBlock(f"channel {self._name!r} is full (capacity={self._capacity})")
+
+    def _send_slow(self, item: T) -> bool:
+        """Hand ``item`` to a waiting receiver or buffer it; False when the sender must wait."""
         if self._closed:
             raise self._closed_error()
         receivers = self._receivers
@@ -102,11 +122,14 @@ class Channel(Generic[T]):
             waiter = receivers.popleft()
             if not waiter.done():
                 waiter.set_result(item)
-                return
-        if len(self._buffer) + self._reserved < self._capacity:
+                self._sync_room()
+                return True
+        self._sync_room()
+        if self._room > 0:
+            self._room -= 1
             self._buffer.append(item)
-            return
-        raise WouldBlock(f"channel {self._name!r} is full (capacity={self._capacity})")
+            return True
+        return False
 
     async def send_many(self, items: Iterable[T]) -> None:
         """Send every item in order (waiting for room as needed)."""
@@ -123,6 +146,7 @@ class Channel(Generic[T]):
                 # Room was reserved for us as we were cancelled: pass it on.
                 self._reserved -= 1
                 self._wake_sender()
+                self._sync_room()
             elif not waiter.done() or waiter.cancelled():
                 try:
                     self._senders.remove(waiter)
@@ -138,63 +162,62 @@ class Channel(Generic[T]):
             if not receiver.done():
                 receiver.set_result(item)
                 # The room reserved for us is still free: pass it to the next sender.
-                if self._senders:
-                    self._wake_sender()
+                self._wake_sender()
+                self._sync_room()
                 return
-        self._buffer.append(item)
+        self._buffer.append(item)  # takes the room reserved for us: _room is unchanged
 
-    def _wake_sender(self) -> None:
+    def _wake_sender(self) -> bool:
         senders = self._senders
         while senders:
             waiter = senders.popleft()
             if not waiter.done():
                 self._reserved += 1
                 waiter.set_result(None)
-                return
+                return True
+        return False
 
     # ------------------------------------------------------------------ receiving
 
     async def recv(self) -> T:
         """Receive the next item, waiting for one; ``EndOfChannel`` once closed and drained."""
-        buffer = self._buffer
-        if buffer:
-            self._received += 1
-            item = buffer.popleft()
-            if self._senders:
-                self._wake_sender()
-            return item
-        return await self._recv_wait()
+        try:
+            item = self._buffer.popleft()
+        except IndexError:
+            return await self._recv_wait()
+        self._received += 1
+        if not (self._senders and self._wake_sender()):
+            self._room += 1
+        return item
 
     def recv_nowait(self) -> T:
         """Receive without waiting; ``WouldBlock`` when empty, ``EndOfChannel`` when drained."""
-        buffer = self._buffer
-        if buffer:
-            self._received += 1
-            item = buffer.popleft()
-            if self._senders:
-                self._wake_sender()
-            return item
-        if self._closed:
-            raise self._end()
-        raise WouldBlock(f"channel {self._name!r} is empty")
+        try:
+            item = self._buffer.popleft()
+        except IndexError:
+            if self._closed:
+                raise self._end() from None
+            raise WouldBlock(f"channel {self._name!r} is empty") from None
+        self._received += 1
+        if not (self._senders and self._wake_sender()):
+            self._room += 1
+        return item
 
     async def recv_many(self, max_items: int = 1024) -> list[T]:
         """Receive between 1 and ``max_items`` items, waiting only when none is buffered."""
         if max_items < 1:
             raise ValueError(f"recv_many: 'max_items' must be >= 1, got {max_items!r}")
         buffer = self._buffer
-        if not buffer:
-            first = await self._recv_wait()
-            items = [first]
-        else:
-            items = []
+        items = [] if buffer else [await self._recv_wait()]
         take = min(max_items - len(items), len(buffer))
         popleft = buffer.popleft
         for _ in range(take):
             items.append(popleft())
         self._received += take
-        for _ in range(min(take, len(self._senders))):
-            self._wake_sender()
+        for _ in range(take):
+            if not (self._senders and self._wake_sender()):
+                break
+        self._sync_room()
         return items
 
     async def _recv_wait(self) -> T:
@@ -202,6 +225,7 @@ class Channel(Generic[T]):
             raise self._end()
         waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._receivers.append(waiter)
+        self._room = 0  # sends must hand over to us now, not buffer
         try:
             item = await waiter
         except BaseException:
@@ -213,6 +237,7 @@ class Channel(Generic[T]):
                     self._receivers.remove(waiter)
                 except ValueError:
                     pass
+            self._sync_room()
             raise
         self._received += 1
         return item
@@ -230,17 +255,17 @@ class Channel(Generic[T]):
         return self
 
     async def __anext__(self) -> T:
-        buffer = self._buffer
-        if buffer:
-            self._received += 1
-            item = buffer.popleft()
-            if self._senders:
-                self._wake_sender()
-            return item
         try:
-            return await self._recv_wait()
-        except EndOfChannel:
-            raise StopAsyncIteration from None
+            item = self._buffer.popleft()
+        except IndexError:
+            try:
+                return await self._recv_wait()
+            except EndOfChannel:
+                raise StopAsyncIteration from None
+        self._received += 1
+        if not (self._senders and self._wake_sender()):
+            self._room += 1
+        return item
 
     # ------------------------------------------------------------------ state
 
@@ -250,6 +275,7 @@ class Channel(Generic[T]):
         if self._closed:
             return
         self._closed = True
+        self._room = _CLOSED_ROOM
         while self._senders:
             waiter = self._senders.popleft()
             if not waiter.done():
