@@ -457,3 +457,48 @@ async def test_middleware_paths_and_app_decorators() -> None:
 
         assert (await client.post("/stream-then-body", content=chunks())).text == "ok"
         assert (await client.post("/twice", content=chunks())).text == "ok"
+
+
+async def test_timeouts_and_current_task_from_the_first_line() -> None:
+    from flowcoro.core import DeadlineExceeded, deadline
+
+    app = make_app()
+
+    @app.get("/task")
+    async def task(request: Request) -> dict[str, bool]:
+        return {"task": asyncio.current_task() is not None}
+
+    @app.get("/timeout")
+    async def timeout(request: Request) -> str:
+        try:
+            async with asyncio.timeout(0.05):
+                await asyncio.sleep(5)
+        except TimeoutError:
+            return "timed out"
+        return "slept"
+
+    @app.get("/deadline")
+    async def with_deadline(request: Request) -> str:
+        try:
+            async with deadline(0.05):
+                await asyncio.sleep(5)
+        except DeadlineExceeded:
+            return "deadline"
+        return "slept"
+
+    @app.get("/quick")
+    async def quick(request: Request) -> str:
+        async with asyncio.timeout(1):
+            return "quick"
+
+    async with (
+        serving(app) as (_, port),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+    ):
+        assert (await client.get("/task")).json() == {"task": True}
+        assert (await client.get("/timeout")).text == "timed out"
+        assert (await client.get("/deadline")).text == "deadline"
+        assert (await client.get("/quick")).text == "quick"
+        # The connection's runner task goes on serving after a timeout cancelled it.
+        assert (await client.get("/timeout")).text == "timed out"
+        assert (await client.get("/task")).json() == {"task": True}

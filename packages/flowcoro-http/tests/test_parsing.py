@@ -75,13 +75,19 @@ value = st.text(
 )
 
 
+async def deliver(proto: Any, data: bytes) -> None:
+    """As the event loop does: from a callback, outside any task."""
+    asyncio.get_running_loop().call_soon(proto.data_received, data)
+    await asyncio.sleep(0)
+
+
 def feed(chunks: list[bytes]) -> Recorder:
     async def run() -> Recorder:
         proto = factory()
         transport = Recorder()
         proto.connection_made(transport)
         for chunk in chunks:
-            proto.data_received(chunk)
+            await deliver(proto, chunk)
         await asyncio.sleep(0)
         proto.connection_lost(None)
         return transport
@@ -137,8 +143,7 @@ def test_chunked_body_in_any_framing(chunks: list[bytes]) -> None:
         transport = Recorder()
         proto.connection_made(transport)
         for i in range(0, len(data), 7):
-            proto.data_received(data[i : i + 7])
-            await asyncio.sleep(0)
+            await deliver(proto, data[i : i + 7])
         for _ in range(5):
             await asyncio.sleep(0)
         proto.connection_lost(None)
@@ -156,11 +161,11 @@ def test_lingering_close_drops_input_and_idle_state() -> None:
         proto.connection_made(transport)
         proto.active = False
         idle_before = proto.idle
-        proto.data_received(b"GET /h HTTP/1.1\r\nHost: x\r\n")
+        await deliver(proto, b"GET /h HTTP/1.1\r\nHost: x\r\n")
         busy = proto.idle
-        proto.data_received(b"\r\nNOT HTTP AT ALL\r\n\r\n")
+        await deliver(proto, b"\r\nNOT HTTP AT ALL\r\n\r\n")
         size = len(transport.out)
-        proto.data_received(b"GET /h HTTP/1.1\r\nHost: x\r\n\r\n")  # dropped while lingering
+        await deliver(proto, b"GET /h HTTP/1.1\r\nHost: x\r\n\r\n")  # dropped: lingering
         assert len(transport.out) == size
         proto.connection_lost(None)
         return transport, idle_before, busy

@@ -1,0 +1,517 @@
+"""The request-running half of the HTTP protocol (`Connection`, the base of `HTTPProtocol`).
+
+Requests start as soon as their header block is parsed, one at a time per connection; pipelined
+ones wait in a bounded queue. A handler's first step runs right in the read callback, as the
+connection's runner task (so ``asyncio.current_task()``, ``asyncio.timeout()`` and deadlines
+work); only if it suspends does the runner, created once per connection, continue it. A request
+that completes without waiting costs no task creation and no extra loop iteration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections import deque
+from collections.abc import AsyncIterable, Awaitable
+from time import perf_counter
+from typing import Any
+
+import httptools
+
+from flowcoro.core.errors import BrokenResourceError
+from flowcoro.core.logger import get_logger
+from flowcoro.http._date import date_line
+from flowcoro.http._drive import (
+    NOTHING,
+    Driven,
+    Ready,
+    Suspended,
+    current_task,
+    enter_task,
+    leave_task,
+)
+from flowcoro.http.errors import ClientDisconnect
+from flowcoro.http.exceptions import problem
+from flowcoro.http.request import Request
+from flowcoro.http.response import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+    to_response,
+)
+from flowcoro.http.state import ServerState
+from flowcoro.net import BaseProtocol
+
+__all__ = ["Connection"]
+
+log = get_logger("flowcoro.http")
+access_log = get_logger("flowcoro.http.access")
+
+# Response classes sent as they are (no conversion, not streamed): a set lookup, not isinstance.
+_PLAIN = frozenset((Response, PlainTextResponse, JSONResponse, HTMLResponse))
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+# Deadline kinds
+_NONE, _IDLE, _HEAD, _BODY, _LINGER = 0, 1, 2, 3, 4
+_LINGER_TIME = 2.0
+# Reasons reading is paused (bits)
+_PIPELINE, _BUFFER, _DEAD = 1, 2, 4
+
+
+class _Reject(Exception):
+    """Raised inside a parser callback: answer ``status`` and close."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+class _Done(Exception):
+    """Marks a request whose handler finished: further body bytes are discarded."""
+
+
+_DONE = _Done()
+
+
+class Connection(BaseProtocol):
+    """The request-running half of `HTTPProtocol`: the pipeline queue, handlers, responses,
+    flow control and keep-alive bookkeeping (the parsing half is `flowcoro.http.protocol`)."""
+
+    __slots__ = (
+        "_busy",
+        "_chunk",
+        "_cl",
+        "_client",
+        "_current",
+        "_data",
+        "_deadline",
+        "_expect",
+        "_fresh",
+        "_gone",
+        "_head_bytes",
+        "_headers",
+        "_hosts",
+        "_in_head",
+        "_job",
+        "_job_waiter",
+        "_kind",
+        "_last",
+        "_linger",
+        "_parser",
+        "_paused",
+        "_pumping",
+        "_queue",
+        "_req",
+        "_runner",
+        "_s",
+        "_served",
+        "_te",
+        "_url",
+        "_v11_known",
+    )
+
+    def __init__(self, state: ServerState) -> None:
+        self._s = state
+        self._parser = httptools.HttpRequestParser(self)
+        self._req: Request | None = None
+        self._current: Request | None = None
+        self._queue: deque[Request | _Reject] | None = None
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0
+        self._in_head = False
+        self._fresh = False
+        self._hosts = 0
+        self._cl: int | None = None
+        self._te = False
+        self._expect = False
+        self._served = 0
+        self._runner: asyncio.Task[None] | None = None
+        self._job: tuple[Request, Awaitable[Any], contextvars.Context] | None = None
+        self._job_waiter: asyncio.Future[None] | None = None
+        self._busy = False
+        self._deadline = 0.0
+        self._kind = _NONE
+        self._paused = 0
+        self._client: tuple[str, int] | None = None
+        self._gone = False
+        self._pumping = False
+        self._last = False
+        self._linger = False
+        self._chunk = 0
+        self._data = b""
+        self._v11_known: bool | None = None
+
+    # -- connection lifecycle -----------------------------------------------------------
+
+    def _pause(self, reason: int) -> None:
+        if not self._paused and self.transport is not None:
+            self.transport.pause_reading()
+        self._paused |= reason
+
+    def _unpause(self, reason: int) -> None:
+        if self._paused & reason:
+            self._paused &= ~reason
+            if not self._paused and self.transport is not None and not self._gone:
+                self.transport.resume_reading()
+
+    def _stop_reading(self) -> None:
+        self._last = True
+        self._pause(_DEAD)
+
+    def body_read_started(self, request: Request) -> None:
+        if request.expect_continue:
+            request.expect_continue = False
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
+                transport.write(_CONTINUE)
+
+    def body_consumed(self, request: Request) -> None:
+        if self._paused & _BUFFER and request._buffered <= self._s.limits.read_buffer_low:
+            self._unpause(_BUFFER)
+
+    def _set_idle(self) -> None:
+        if self.shutting_down and self.transport is not None:
+            self.transport.close()
+            return
+        self._kind = _IDLE
+        self._deadline = self._s.now + self._s.keepalive_timeout
+
+    # -- errors found while parsing -------------------------------------------------------
+
+    def _write_error(self, status: int, detail: str) -> None:
+        """Answer a request we could not parse, then close gracefully: stop sending, but read and
+        drop what the client still sends for a moment, so that closing with unread data does not
+        reset the connection before the client has read the answer (a lingering close)."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        response = problem(status, detail)
+        transport.write(response.head(len(response.body), False, date_line()) + response.body)
+        self._last = True
+        if not transport.can_write_eof():  # pragma: no cover - TCP and Unix sockets can
+            transport.close()
+            return
+        transport.write_eof()
+        self._linger = True
+        self._kind = _LINGER
+        self._deadline = self._s.now + _LINGER_TIME
+        self._paused = 0
+        transport.resume_reading()
+
+    # -- running requests -----------------------------------------------------------------
+
+    def _pump(self, item: Request | _Reject | None = None) -> None:
+        """Start queued requests, one at a time, while nothing is in flight."""
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            while self._current is None and not self._gone:
+                if item is None:
+                    queue = self._queue
+                    if not queue:
+                        break
+                    item = queue.popleft()
+                    if self._paused & _PIPELINE and len(queue) < self._s.limits.max_pipeline:
+                        self._unpause(_PIPELINE)
+                if isinstance(item, _Reject):
+                    self._write_error(item.status, item.detail)
+                    break
+                self._start(item)
+                item = None
+        finally:
+            self._pumping = False
+
+    def _start(self, req: Request) -> None:
+        """Run the handler's first step now; make a task only if it suspends."""
+        self._current = req
+        self._served += 1
+        state = self._s
+        if self._served >= state.max_keepalive_requests:
+            req.keep_alive = False
+        if state.watched:
+            req._started = perf_counter()
+            for observer in state.observers:
+                observer.request_started(req)
+        if state.active >= state.max_concurrency:
+            state.active += 1
+            self._respond(req, self._overloaded())
+            return
+        state.active += 1
+        ctx = contextvars.copy_context()
+        kw = req._kw
+        coro = req._endpoint(req, **kw) if kw else req._endpoint(req)
+        loop = state.loop
+        runner = self._runner
+        if runner is None:
+            runner = self._runner = loop.create_task(self._serve_suspended())
+        current = current_task(loop)
+        if current is None:
+            # The first step runs here, in the read callback, but as the connection's runner
+            # task: asyncio.timeout(), deadlines and current_task() work from the first line,
+            # and if the handler suspends, that same task continues it.
+            enter_task(loop, runner)
+        elif current is not runner:
+            # Called from inside another task (bytes fed by hand): the runner starts it.
+            self._hand_off(req, coro, ctx)
+            return
+        try:
+            try:
+                waiting = ctx.run(coro.send, None)
+            except StopIteration as stop:
+                result = stop.value
+                waiting = NOTHING
+            except Exception as exc:
+                coro = self._recover(req, exc)
+                try:
+                    waiting = ctx.run(coro.send, None)
+                except StopIteration as stop:
+                    result = stop.value
+                    waiting = NOTHING
+        finally:
+            if current is None:
+                leave_task(loop, runner)
+        if waiting is not NOTHING:
+            self._hand_off(req, Suspended(coro, waiting), ctx)
+            return
+        if result.__class__ not in _PLAIN and not isinstance(result, Response):
+            try:
+                result = to_response(result)
+            except TypeError as exc:
+                result = self._server_error(req, exc)
+        if result.__class__ not in _PLAIN and isinstance(result, StreamingResponse):
+            self._hand_off(req, Ready(result), ctx)
+            return
+        self._respond(req, result)  # type: ignore[arg-type]
+
+    def _hand_off(self, req: Request, pending: Awaitable[Any], ctx: contextvars.Context) -> None:
+        """Give the rest of this request to the connection's runner task."""
+        self._job = (req, pending, ctx)
+        waiter = self._job_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _serve_suspended(self) -> None:
+        """The connection's runner: continues, one at a time, the requests whose handler
+        suspended (or that stream their response), each in its own context."""
+        loop = self._s.loop
+        try:
+            while not self._gone:
+                job = self._job
+                if job is None:
+                    waiter = self._job_waiter = loop.create_future()
+                    try:
+                        await waiter
+                    finally:
+                        self._job_waiter = None
+                    continue
+                self._job = None
+                req, pending, ctx = job
+                self._busy = True
+                try:
+                    await Driven(self._complete(req, pending), ctx)
+                finally:
+                    self._busy = False
+        finally:
+            if self._runner is asyncio.current_task():
+                self._runner = None
+
+    def _respond(self, req: Request, response: Response) -> None:
+        transport = self.transport
+        state = self._s
+        if not transport.is_closing():  # type: ignore[union-attr]
+            if req.keep_alive and req._complete and not self._last and not self.shutting_down:
+                keep = True
+            else:
+                keep = self._keep(req)
+            transport.write(response.encode(keep, state.date, req.method == "HEAD"))  # type: ignore[union-attr]
+            if not keep:
+                self._last = True
+                transport.close()  # type: ignore[union-attr]
+        state.active -= 1
+        if state.watched:
+            self._observe(req, response.status)
+        if req._complete and self._req is None and not self._queue and not self._in_head:
+            # The common case of _finished: nothing else in flight, wait for the next request.
+            self._current = None
+            self.active = True
+            if self.shutting_down or self._last:
+                self._finished(req)
+                return
+            self._kind = _IDLE
+            self._deadline = state.now + state.keepalive_timeout
+            return
+        self._finished(req)
+
+    async def _complete(self, req: Request, pending: Awaitable[Any]) -> None:
+        """The rest of a request whose handler suspended (or that streams its response)."""
+        status = 500
+        try:
+            try:
+                result = await pending
+                if not isinstance(result, Response):
+                    result = to_response(result)
+            except Exception as exc:
+                result = await self._recover(req, exc)
+            status = result.status
+            if isinstance(result, StreamingResponse):
+                await self._write_stream(req, result)
+            else:
+                transport = self.transport
+                if transport is not None and not transport.is_closing():
+                    keep = self._keep(req)
+                    transport.write(result.encode(keep, self._s.date, req.method == "HEAD"))
+                    if not keep:
+                        self._last = True
+                        transport.close()
+        except asyncio.CancelledError:
+            status = 499
+            raise
+        except Exception:  # pragma: no cover - defensive: to_response/_recover do not raise
+            log.exception("http.write_failed", method=req.method, path=req.path)
+        finally:
+            self._done(req, status)
+
+    def _done(self, req: Request, status: int) -> None:
+        state = self._s
+        state.active -= 1
+        if state.watched:
+            self._observe(req, status)
+        self._finished(req)
+
+    def _observe(self, req: Request, status: int) -> None:
+        state = self._s
+        duration = perf_counter() - req._started if req._started else 0.0
+        for observer in state.observers:
+            try:
+                observer.request_finished(req, req.route, status, duration)
+            except Exception:
+                log.exception("http.observer_failed", observer=repr(observer))
+        if state.access_log:
+            self._log_access(req, status, duration)
+
+    def _overloaded(self) -> Response:
+        retry = str(self._s.limits.retry_after)
+        return problem(
+            503, "the server is at its concurrency limit", headers={"retry-after": retry}
+        )
+
+    async def _recover(self, req: Request, exc: Exception) -> Response:
+        """An exception escaped the handler (and its middleware): its handler's response, or a
+        500 that says nothing about it (the detail goes to the log with the request id)."""
+        on_error = self._s.handlers.lookup(exc)
+        if on_error is not None:
+            try:
+                return to_response(await on_error(req, exc))
+            except Exception as again:
+                exc = again
+        return self._server_error(req, exc)
+
+    def _server_error(self, req: Request, exc: BaseException) -> Response:
+        log.error(
+            "http.unhandled_error",
+            method=req.method,
+            path=req.path,
+            request_id=req.id,
+            exc_info=exc,
+        )
+        return problem(500, None, headers={"x-request-id": req.id})
+
+    def _keep(self, req: Request) -> bool:
+        if not req.keep_alive or self.shutting_down:
+            return False
+        if self._last and not self._queue:
+            # Reading stopped (an upgrade, a bad request, a failed body): this is the last
+            # answer unless requests parsed before that point still wait for theirs.
+            return False
+        # A client waiting for the "100 Continue" we never sent, or a failed body: the rest of
+        # the body cannot be told from the next request.
+        return req._complete or not (req.expect_continue or req._error is not None)
+
+    async def _write_stream(self, req: Request, response: StreamingResponse) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        keep = self._keep(req)
+        length = response.content_length
+        chunked = length is None and req.http_version == "1.1"
+        if length is None and not chunked:
+            keep = False
+        transport.write(response.head(length, keep, self._s.date, chunked))
+        content = response.iterator
+        try:
+            if req.method != "HEAD":
+                if isinstance(content, AsyncIterable):
+                    async for chunk in content:
+                        await self._send_chunk(transport, chunk, chunked)
+                else:
+                    for chunk in content:
+                        await self._send_chunk(transport, chunk, chunked)
+                if chunked:
+                    transport.write(b"0\r\n\r\n")
+        except (ConnectionError, BrokenResourceError):
+            # The client went away mid-stream: nothing more to send, nobody to tell.
+            self._last = True
+            transport.abort()
+            return
+        except Exception:
+            log.exception("http.stream_failed", method=req.method, path=req.path, request_id=req.id)
+            self._last = True
+            transport.abort()
+            return
+        finally:
+            aclose = getattr(content, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        if not keep:
+            self._last = True
+            transport.close()
+
+    async def _send_chunk(
+        self, transport: asyncio.Transport, chunk: bytes | str, chunked: bool
+    ) -> None:
+        if isinstance(chunk, str):
+            chunk = chunk.encode()
+        if not chunk:
+            return
+        if transport.is_closing():
+            raise ClientDisconnect("the client closed the connection during a streamed response")
+        if chunked:
+            transport.write(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+        else:
+            transport.write(chunk)
+        if self._writing_paused:
+            await self.drain()
+
+    def _finished(self, req: Request) -> None:
+        self._current = None
+        self.active = True
+        if not req._complete:
+            # Nobody reads the rest of this body: drop it as it arrives.
+            req._fail(_DONE)
+            self._unpause(_BUFFER)
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self._queue:
+            self._pump()
+        elif self._last:
+            transport.close()
+        elif self._req is None and not self._in_head:
+            self._set_idle()
+
+    def _log_access(self, req: Request, status: int, duration: float) -> None:
+        client = f"{self._client[0]}:{self._client[1]}" if self._client else "-"
+        access_log.info(
+            "http.request",
+            client=client,
+            method=req.method,
+            path=req.path,
+            version=req.http_version,
+            status=status,
+            duration_ms=round(duration * 1000, 3),
+        )
