@@ -415,3 +415,17 @@ def test_forked_child_gets_a_fresh_writer_and_no_parent_records(tmp_path: Path) 
         L.configure_logging(format="console")
     events = [json.loads(line)["event"] for line in path.read_text().splitlines()]
     assert sorted(events) == ["child.hello", "parent.before", "parent.pending", "parent.queued"]
+
+
+def test_shutdown_reports_a_sink_that_fails_to_close(sink: Collect) -> None:
+    class BadClose(Collect):
+        def close(self) -> None:
+            raise OSError("cannot close")
+
+    bad = BadClose()
+    L.configure_logging(sinks=[bad])
+    L.get_logger("t.badclose").info("x")
+    before = L.statistics().sink_errors
+    assert L.shutdown()
+    assert bad.events() == ["x"]
+    assert L.statistics().sink_errors == before + 1

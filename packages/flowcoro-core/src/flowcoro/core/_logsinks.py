@@ -173,7 +173,7 @@ class FileSink:
                 os.close(self._fd)
                 self._fd = None
 
-    def after_fork(self) -> None:
+    def after_fork(self) -> None:  # pragma: no cover - runs in forked children (tested there)
         self._pending.clear()
 
 

@@ -264,7 +264,7 @@ _core = _Core()
 _loggers: dict[str, Logger] = {}
 
 
-def _after_fork_in_child() -> None:
+def _after_fork_in_child() -> None:  # pragma: no cover - runs in forked children (tested there)
     """A forked child (e.g. a server worker) gets a fresh writer: the parent's thread does not
     exist here, its lock or event may have been held at the fork, and the records queued
     before the fork are the parent's to write."""

@@ -106,7 +106,7 @@ class _Lane:
         self.in_pool -= 1
         sem.release()
 
-    def after_fork_in_child(self) -> None:
+    def after_fork_in_child(self) -> None:  # pragma: no cover - runs in forked children
         # The parent's worker threads do not exist in a forked child: an executor copied from
         # the parent would accept work and never run it. Start afresh on first use.
         self.executor = None
@@ -127,7 +127,7 @@ _threads = _Lane("thread")
 _processes = _Lane("process")
 
 
-def _after_fork_in_child() -> None:
+def _after_fork_in_child() -> None:  # pragma: no cover - runs in forked children (tested there)
     _threads.after_fork_in_child()
     _processes.after_fork_in_child()
 
