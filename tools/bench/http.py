@@ -1,6 +1,7 @@
 """HTTP server benchmark: flowcoro-http against the raw httptools protocol and its peers.
 
-``./tools/dev bench http [--rounds N] [--duration S] [--servers a,b] [--no-c10k]``
+``./tools/dev bench http [--rounds=N] [--duration=S] [--servers=a,b] [--no-c10k]`` (flags with
+values in the ``--flag=value`` form: tools/bench/run.py takes bare words for benchmark names)
 
 Every server runs in the same run, one process on core 0 (``taskset -c 0``), wrk on core 1
 (``taskset -c 1 wrk -t1 -c100``), routes ``GET /`` (text) and ``GET /json``. Rounds are
