@@ -28,7 +28,13 @@ class EchoConnection(DriverConnection):
         super().__init__()
         self.closed = False
 
+    failures: dict[str, BaseException] = {}  # noqa: RUF012 - set per test
+    ping_failures: list[BaseException] = []  # noqa: RUF012
+
     async def execute(self, sql: str, args: Sequence[Any], timeout: float | None) -> int:
+        failure = self.failures.get(sql)
+        if failure is not None:
+            raise failure
         return len(args)
 
     async def executemany(
@@ -41,10 +47,13 @@ class EchoConnection(DriverConnection):
 
     async def cursor(self, sql: str, args: Sequence[Any], batch: int) -> AsyncGenerator[Row, None]:
         for i in range(3):
+            if sql in self.failures:
+                raise self.failures[sql]
             yield Row({"i": 0}, (i,))
 
     async def ping(self, timeout: float | None) -> None:
-        return None
+        if self.ping_failures:
+            raise self.ping_failures.pop()
 
     def is_closed(self) -> bool:
         return self.closed
@@ -218,3 +227,94 @@ def test_cli_command(
 
 def test_query_error_is_a_db_error() -> None:
     assert issubclass(QueryError, Exception)
+
+
+def test_registry_without_the_core_plugin_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import pluggy
+
+    from flowcoro.db import _registry
+
+    # no flowcoro.core.plugins: a private manager with flowcoro-db's own plugin
+    monkeypatch.setitem(sys.modules, "flowcoro.core.plugins", None)
+    monkeypatch.setattr(_registry, "_fallback", None)
+    assert "mysql" in _registry.drivers()
+    assert _registry.plugin_manager() is _registry.plugin_manager()
+    monkeypatch.undo()
+    # a host that never heard of flowcoro-db's hook specification gets it added
+    bare = pluggy.PluginManager("flowcoro")
+    monkeypatch.setattr(_registry, "_host_pm", lambda: bare)
+    assert _registry.drivers() == {}
+    assert hasattr(bare.hook, "flowcoro_db_drivers")
+
+
+async def test_failure_paths_with_a_scripted_driver(echo_driver: None) -> None:
+    import asyncio
+
+    from flowcoro.core.errors import BusyResourceError, ClosedResourceError
+    from flowcoro.db import DBConnectionError, TransactionError
+    from flowcoro.db.session import Transaction
+
+    failures = EchoConnection.failures
+    db = Database("echo://x", max_size=1, health_check_after=0)
+    try:
+        # a connection that fails its ping is replaced; a cancelled ping loses it too
+        EchoConnection.ping_failures.append(DBConnectionError("dead"))
+        assert await db.fetchval("SELECT 1") == "SELECT 1"
+        EchoConnection.ping_failures.append(asyncio.CancelledError())
+        with pytest.raises(asyncio.CancelledError):
+            await db.fetchval("SELECT 1")
+        assert db.statistics().pool.discarded == 2
+
+        # the connection breaks inside a transaction that then ends normally: not committed
+        failures["BOOM"] = DBConnectionError("lost")
+        with pytest.raises(TransactionError, match="did not commit"):  # noqa: PT012
+            async with db.transaction() as tx:
+                with pytest.raises(DBConnectionError):
+                    await tx.execute("BOOM")
+        with pytest.raises(ValueError, match="user"):  # noqa: PT012
+            async with db.transaction() as tx:
+                with pytest.raises(DBConnectionError):
+                    await tx.execute("BOOM")
+                raise ValueError("user error after the break")
+        # COMMIT fails: raised, connection closed; ROLLBACK fails: the user's error wins
+        failures["COMMIT"] = DBConnectionError("lost at commit")
+        with pytest.raises(DBConnectionError, match="commit"):
+            async with db.transaction():
+                pass
+        failures["ROLLBACK"] = DBConnectionError("lost at rollback")
+        with pytest.raises(KeyError):
+            async with db.transaction():
+                raise KeyError("mine")
+        failures["BEGIN"] = DBConnectionError("lost at begin")
+        with pytest.raises(DBConnectionError, match="begin"):
+            async with db.transaction():
+                pass
+        failures.clear()
+        # streams: a lost connection mid-stream, a query error, a busy connection
+        failures["S"] = DBConnectionError("lost mid-stream")
+        with pytest.raises(DBConnectionError):
+            async for _ in db.iterate("S"):
+                pass
+        failures["S"] = QueryError("bad")
+        async with db.connection() as conn:
+            with pytest.raises(QueryError):
+                async for _ in conn.iterate("S"):
+                    pass
+            rows = conn.iterate("T")
+            assert (await rows.__anext__()).i == 0
+            with pytest.raises(BusyResourceError):
+                async for _ in conn.iterate("T"):
+                    pass
+            await rows.aclose()
+            with pytest.raises(DBConnectionError, match="broken"):
+                await conn.execute("X")
+        failures.clear()
+        with pytest.raises(ClosedResourceError):
+            _ = Transaction(None, None, False, db=db).connection
+        assert db.statistics().pool.in_use == 0
+    finally:
+        failures.clear()
+        EchoConnection.ping_failures.clear()
+        await db.aclose()

@@ -179,3 +179,64 @@ def test_row_mapping() -> None:
     blank = Row.__new__(Row)
     with pytest.raises(AttributeError):
         _ = blank._index
+
+
+def test_driver_exception_mapping() -> None:
+    """Each adapter's translation of its library's exceptions (pure: no server needed)."""
+    import asyncio
+    import sqlite3
+
+    import asyncmy.errors as me
+    import asyncpg
+
+    from flowcoro.db import (
+        DBConnectionError,
+        DBError,
+        DBTimeoutError,
+        DeadlockError,
+        TransactionError,
+        UniqueViolationError,
+    )
+    from flowcoro.db.drivers import mysql, postgres, sqlite
+
+    def kind(err: DBError) -> type[DBError]:
+        return type(err)
+
+    assert kind(mysql._translate(me.OperationalError(2013, "lost"))) is DBConnectionError
+    assert kind(mysql._translate(me.IntegrityError(1062, "dup"))) is UniqueViolationError
+    assert kind(mysql._translate(me.OperationalError(1213, "deadlock"))) is DeadlockError
+    assert kind(mysql._translate(me.OperationalError(1205, "lock wait"))) is TransactionError
+    assert kind(mysql._translate(me.OperationalError(1317, "interrupted"))) is DBTimeoutError
+    assert kind(mysql._translate(ConnectionResetError())) is DBConnectionError
+    assert kind(mysql._translate(asyncio.IncompleteReadError(b"", 4))) is DBConnectionError
+    assert kind(mysql._translate(TypeError("bad arg"))) is QueryError
+    assert kind(mysql._translate(RuntimeError("odd"))) is DBConnectionError
+    assert kind(mysql._translate(TimeoutError())) is DBTimeoutError
+
+    assert kind(postgres._translate(TimeoutError())) is DBTimeoutError
+    assert kind(postgres._translate(ConnectionResetError())) is DBConnectionError
+    assert (
+        kind(postgres._translate(asyncpg.InterfaceError("connection is closed")))
+        is DBConnectionError
+    )
+    assert kind(postgres._translate(asyncpg.InterfaceError("another operation"))) is QueryError
+    assert kind(postgres._translate(ValueError("x"))) is QueryError
+
+    assert (
+        kind(sqlite._translate(sqlite3.OperationalError("database is locked"))) is TransactionError
+    )
+    assert kind(sqlite._translate(sqlite3.OperationalError("interrupted"))) is DBTimeoutError
+    assert (
+        kind(sqlite._translate(sqlite3.OperationalError("unable to open database")))
+        is DBConnectionError
+    )
+    assert (
+        kind(sqlite._translate(sqlite3.ProgrammingError("Cannot operate on a closed database.")))
+        is DBConnectionError
+    )
+    assert kind(sqlite._translate(ValueError("no active connection"))) is DBConnectionError
+    assert kind(sqlite._translate(sqlite3.InterfaceError("bad binding"))) is QueryError
+    assert (
+        kind(sqlite._translate(sqlite3.IntegrityError("NOT NULL constraint failed"))).__name__
+        == "IntegrityError"
+    )
