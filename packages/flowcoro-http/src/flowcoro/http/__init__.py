@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from flowcoro.http._version import __version__
 from flowcoro.http.app import App
+from flowcoro.http.client import Client
 from flowcoro.http.datastructures import MultiDict, QueryParams, State
 from flowcoro.http.errors import (
     BodyTooLarge,
@@ -64,6 +65,8 @@ __all__ = [
     "HeaderValueError",
     "ExceptionHandlers",
     "problem",
+    # client
+    "Client",
     # server internals that plugins observe
     "HTTPProtocol",
     "ServerState",
