@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from flowcoro.core.abc import Component
-from flowcoro.core.deadline import effective_timeout
+from flowcoro.core.deadline import effective_timeout, remaining
 from flowcoro.core.errors import DeadlineExceeded, PoolTimeout
 from flowcoro.core.pool import Pool, PoolStatistics
 from flowcoro.db._registry import driver_for
@@ -37,6 +37,7 @@ __all__ = ["Database", "DatabaseStatistics"]
 
 T = TypeVar("T")
 _monotonic = time.monotonic
+_DEADLINE_MARGIN = 0.005  # seconds our statement timer fires before the caller's deadline
 
 
 class DatabaseStatistics(NamedTuple):
@@ -294,10 +295,18 @@ class Database(Component):
 
     def _timeout(self, timeout: float | None) -> float | None:
         try:
-            return effective_timeout(self._command_timeout if timeout is None else timeout)
+            limit = effective_timeout(self._command_timeout if timeout is None else timeout)
         except DeadlineExceeded as exc:
             self._timeouts += 1
             raise DBTimeoutError("the caller's deadline expired before the statement ran") from exc
+        if limit is not None:
+            left = remaining()
+            if left is not None and limit >= left:
+                # Fire our own timer just before the caller's deadline cancels the task: the
+                # statement is then stopped on the server by us, and the caller gets a
+                # DBTimeoutError rather than a cancellation from inside the driver.
+                limit = max(left - _DEADLINE_MARGIN, _DEADLINE_MARGIN / 4)
+        return limit
 
     async def _run(
         self,
