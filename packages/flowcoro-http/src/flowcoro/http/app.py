@@ -175,6 +175,26 @@ class App(CoreApp):
         self._check_open()
         self.router.mount(prefix, router)
 
+    def static(self, prefix: str, directory: str | Path, **options: Any) -> None:
+        """Serve the files under ``directory`` at ``prefix`` (GET and HEAD); ``options`` go to
+        `flowcoro.http.staticfiles.StaticFiles` (index, precompressed, dotfiles, ...)."""
+        # Integration point for the static files module (kept out of this hot-path module).
+        from flowcoro.http.staticfiles import mount_static
+
+        self._check_open()
+        mount_static(self, prefix, directory, **options)
+
+    @property
+    def asgi(self) -> Any:
+        """This app as an ASGI 3 application (for uvicorn, granian, hypercorn)."""
+        # Integration point for the ASGI export adapter (flowcoro.http.asgi.export).
+        from flowcoro.http.asgi.export import ASGIAdapter
+
+        adapter = self.__dict__.get("_asgi_adapter")
+        if adapter is None:
+            adapter = self.__dict__["_asgi_adapter"] = ASGIAdapter(self)
+        return adapter
+
     def add_middleware(self, middleware: Middleware) -> None:
         """Add an app-wide middleware; the first added is the outermost."""
         self._check_open()

@@ -24,9 +24,12 @@ if TYPE_CHECKING:
 __all__ = ["ServeCommand", "load_app"]
 
 
-def load_app(target: str) -> App:
-    """``package.module:attribute`` -> the `App` it names (the current directory is importable)."""
+def load_app(target: str, interface: str = "auto") -> App:
+    """``package.module:attribute`` -> the `App` it names (the current directory is importable).
+    An ASGI 3 application (detected, or forced with ``interface="asgi"``) is wrapped with
+    `flowcoro.http.asgi.from_asgi`."""
     from flowcoro.http.app import App
+    from flowcoro.http.asgi import from_asgi, is_asgi_app
 
     module_name, sep, attr = target.partition(":")
     if not sep or not module_name or not attr:
@@ -43,6 +46,12 @@ def load_app(target: str) -> App:
             obj = getattr(obj, part)
         except AttributeError:
             raise FlowCoroError(f"module {module_name!r} has no attribute {attr!r}") from None
+    # ASGI integration point: an ASGI callable is served through the ASGI bridge.
+    if interface == "asgi" or (interface == "auto" and is_asgi_app(obj)):
+        if not callable(obj) or isinstance(obj, App):
+            raise FlowCoroError(f"{target!r} is {type(obj).__name__}, not an ASGI application")
+        wrapped: App = from_asgi(obj, name=module_name)
+        return wrapped
     if callable(obj) and not isinstance(obj, App):
         obj = obj()  # a factory: ``module:build_app``
     if not isinstance(obj, App):
@@ -68,12 +77,18 @@ class ServeCommand(Command):
         )
         parser.add_argument("--access-log", action="store_true", help="log every request")
         parser.add_argument("--loop", choices=["auto", "uvloop", "asyncio"], default="auto")
+        parser.add_argument(
+            "--interface",
+            choices=["auto", "flowcoro", "asgi"],
+            default="auto",
+            help="what MODULE:ATTRIBUTE is: auto-detected, a flowcoro App, or an ASGI 3 app",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         from flowcoro.net import Limits
         from flowcoro.net.workers import run_server
 
-        app = load_app(args.app)
+        app = load_app(args.app, getattr(args, "interface", "auto"))
         if args.access_log:
             app.access_log = True
         settings = app.settings
