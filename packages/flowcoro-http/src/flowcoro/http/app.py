@@ -170,6 +170,22 @@ class App(CoreApp):
     def options(self, path: str, **kw: Any) -> Callable[[H], H]:
         return self.route(path, ("OPTIONS",), **kw)
 
+    def websocket(self, path: str, **options: Any) -> Callable[[H], H]:
+        """``@app.websocket("/ws/{room}")``: ``async def h(ws, room)`` serves WebSocket
+        connections on this path; ``options`` are `flowcoro.http.ws.WSOptions` fields."""
+        # Integration point for flowcoro.http.ws (a route of kind WEBSOCKET; the protocol
+        # hands a matching Upgrade request to flowcoro.http.ws._server.upgrade).
+        from flowcoro.http.routing import WEBSOCKET
+        from flowcoro.http.ws import WebSocketRoute, WSOptions
+
+        def decorate(handler: H) -> H:
+            self._check_open()
+            endpoint = WebSocketRoute(handler, WSOptions(**options))
+            self.router.add_route(path, endpoint, (WEBSOCKET,), name=handler.__name__)
+            return handler
+
+        return decorate
+
     def mount(self, prefix: str, router: Router) -> None:
         """Serve a `Router`'s routes under ``prefix``."""
         self._check_open()

@@ -33,6 +33,7 @@ from flowcoro.http._connection import (
 from flowcoro.http.errors import ClientDisconnect, HTTPException
 from flowcoro.http.request import Request
 from flowcoro.http.routing import METHODS
+from flowcoro.http.routing import WEBSOCKET as _WS
 from flowcoro.http.state import RequestObserver, ServerState
 
 __all__ = ["HTTPProtocol", "ServerState", "RequestObserver"]
@@ -147,7 +148,15 @@ class HTTPProtocol(Connection):
                 inner = _Reject(400, "malformed request")
             self._reject(inner)
             return
-        except httptools.HttpParserUpgrade:
+        except httptools.HttpParserUpgrade as exc:
+            transport = self.transport
+            if self._gone and transport is not None and transport.get_protocol() is not self:
+                # WebSocket integration point: the connection was handed over in
+                # on_headers_complete; bytes after the handshake belong to the new protocol.
+                offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
+                if offset < len(data):
+                    transport.get_protocol().data_received(data[offset:])  # type: ignore[attr-defined]
+                return
             # What follows the head is another protocol's: answer the request, then close.
             self._stop_reading()
             if self._current is None and not self._queue and self.transport is not None:
@@ -300,6 +309,16 @@ class HTTPProtocol(Connection):
         else:
             match, params = found
             route = match.routes.get(method)
+            if self._last and method == "GET" and _WS in match.routes:
+                # WebSocket integration point: an Upgrade request on a WebSocket route is
+                # handed to flowcoro.http.ws (handshake, then transport.set_protocol); nothing
+                # else of this request runs here.
+                if self._current is None and not self._queue:
+                    from flowcoro.http.ws._server import upgrade
+
+                    req.path_params = params
+                    upgrade(self, req, match.routes[_WS].handler)
+                    return
             if route is None:
                 req._endpoint = state.fallback
                 req._allow = match.allow

@@ -17,12 +17,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from flowcoro.http.middleware import Middleware
 
-__all__ = ["Route", "Router", "Match", "CONVERTERS", "METHODS"]
+__all__ = ["Route", "Router", "Match", "CONVERTERS", "METHODS", "WEBSOCKET"]
 
 Handler = Callable[..., Any]
 H = TypeVar("H", bound=Handler)
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
+# The route kind of ``App.websocket`` routes: a pseudo-method no parser ever produces, so the
+# HTTP lookup by method never matches it; the protocol looks it up on an Upgrade request.
+WEBSOCKET = "WEBSOCKET"
 _PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)(?::([a-z]+))?\}$")
 
 
@@ -87,7 +90,7 @@ class Route:
             raise TypeError(f"handler {handler!r} for {path!r} must be an async function")
         methods = tuple(m.upper() for m in methods)
         for m in methods:
-            if m not in METHODS:
+            if m not in METHODS and m != WEBSOCKET:
                 raise ValueError(f"methods: {m!r} is not an HTTP method ({', '.join(METHODS)})")
         if max_body_size is not None and max_body_size < 0:
             raise ValueError(f"max_body_size: must be >= 0, got {max_body_size!r}")
