@@ -318,3 +318,19 @@ async def test_failure_paths_with_a_scripted_driver(echo_driver: None) -> None:
         failures.clear()
         EchoConnection.ping_failures.clear()
         await db.aclose()
+
+
+async def test_database_is_an_app_component_with_a_health_check(tmp_path: Path) -> None:
+    from flowcoro.core import App
+
+    app = App("db-test")
+    db = Database(f"sqlite:///{tmp_path}/app.db")
+    app.add_component(db)
+    async with app:
+        report = await app.health.run()
+        assert report.ok
+        assert [(c.name, c.ok) for c in report.checks] == [("db", True)]
+        assert app.settings.get("db_url") == "sqlite:///flowcoro.db"
+        await db.aclose()  # the database goes away: readiness turns failing
+        report = await app.health.run()
+        assert not report.ok
