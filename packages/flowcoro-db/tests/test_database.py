@@ -341,6 +341,13 @@ async def test_connection_limits(sql_url: str) -> None:
         assert stats.pool.created >= 3
         await asyncio.sleep(0.1)
         assert await db.fetchval("SELECT 1") == 1
+    # max_lifetime retires a connection however busy it is
+    async with Database(sql_url, max_size=1, max_lifetime=0.1) as db:
+        assert await db.fetchval("SELECT 1") == 1
+        created = db.statistics().pool.created
+        await asyncio.sleep(0.15)
+        assert await db.fetchval("SELECT 1") == 1
+        assert db.statistics().pool.created > created
 
 
 async def test_transaction_left_open_is_not_reused(sql_url: str) -> None:
