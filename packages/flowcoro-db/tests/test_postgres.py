@@ -129,6 +129,19 @@ async def test_deadline_cancels_the_query_on_the_server(postgres_dsn: str) -> No
             await asyncio.sleep(0.05)
         else:
             raise AssertionError("the query kept running on the server")
+        # a caller cancelled mid-statement: asyncpg's cancel request is let through before the
+        # connection is closed, so the statement stops on the server too
+        task = asyncio.create_task(db.fetchval("SELECT pg_sleep(30) /* flowcoro-cancelled */"))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for _ in range(50):
+            if await _running(db, "pg_sleep(30) /* flowcoro-cancelled") == 0:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the cancelled query kept running on the server")
 
 
 async def test_backend_killed_mid_query(postgres_dsn: str) -> None:
