@@ -168,27 +168,31 @@ async def test_migrations(sql_url: str, tmp_path: Path, table: str) -> None:
     )
     async with Database(sql_url) as db:
         try:
-            applied = await migrate(db, d, target=1)
+            applied = await migrate(db, d, target=1, table=f"{table}_v")
             assert [m.version for m in applied] == [1]
-            states = await status(db, d)
+            states = await status(db, d, table=f"{table}_v")
             assert [(s.migration.version, s.applied_at is not None) for s in states] == [
                 (1, True),
                 (2, False),
             ]
-            assert [m.version for m in await migrate(db, d)] == [2]
-            assert await migrate(db, d) == []
+            assert [m.version for m in await migrate(db, d, table=f"{table}_v")] == [2]
+            assert await migrate(db, d, table=f"{table}_v") == []
             assert await db.fetchval(f"SELECT note FROM {table} WHERE id = 1") == "a?b:c 50%"
             # a failing migration is named and not recorded
             _write(d, "0003_bad.sql", f"INSERT INTO {table} VALUES (3, 'y');\nSELEKT nonsense;")
             with pytest.raises(MigrationError, match=r"0003_bad\.sql"):
-                await migrate(db, d)
-            done = [s.migration.version for s in await status(db, d) if s.applied_at]
+                await migrate(db, d, table=f"{table}_v")
+            done = [
+                s.migration.version for s in await status(db, d, table=f"{table}_v") if s.applied_at
+            ]
             assert done == [1, 2]
             if not sql_url.startswith("mysql"):  # MySQL commits DDL and DML implicitly
                 assert await db.fetchval(f"SELECT count(*) FROM {table} WHERE id = 3") == 0
         finally:
             await db.execute(f"DROP TABLE IF EXISTS {table}")
-            await db.execute("DELETE FROM flowcoro_migrations WHERE version IN (1, 2, 3)")
+            await db.execute(f"DROP TABLE IF EXISTS {table}_v")
+        with pytest.raises(MigrationError, match="identifier"):
+            await migrate(db, d, table="x; DROP TABLE y")
 
 
 def test_discover_rejects_bad_directories(tmp_path: Path) -> None:

@@ -61,33 +61,42 @@ def discover(directory: str | Path) -> list[Migration]:
     return [found[v] for v in sorted(found)]
 
 
-async def _ensure_table(db: Database) -> None:
+def _check_table(table: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", table):
+        raise MigrationError(f"table: expected an unquoted SQL identifier, got {table!r}")
+    return table
+
+
+async def _ensure_table(db: Database, table: str) -> None:
     await db.execute(
-        f"CREATE TABLE IF NOT EXISTS {TABLE} ("
+        f"CREATE TABLE IF NOT EXISTS {table} ("
         "version BIGINT PRIMARY KEY, name VARCHAR(255) NOT NULL, applied_at VARCHAR(40) NOT NULL)"
     )
 
 
-async def _applied(db: Database) -> dict[int, str]:
-    rows = await db.fetch(f"SELECT version, applied_at FROM {TABLE}")
+async def _applied(db: Database, table: str) -> dict[int, str]:
+    rows = await db.fetch(f"SELECT version, applied_at FROM {table}")
     return {int(r["version"]): str(r["applied_at"]) for r in rows}
 
 
-async def status(db: Database, directory: str | Path) -> list[MigrationStatus]:
+async def status(
+    db: Database, directory: str | Path, *, table: str = TABLE
+) -> list[MigrationStatus]:
     """Every migration file with when it was applied (None: pending)."""
     migrations = discover(directory)
-    await _ensure_table(db)
-    done = await _applied(db)
+    await _ensure_table(db, _check_table(table))
+    done = await _applied(db, table)
     return [MigrationStatus(m, done.get(m.version)) for m in migrations]
 
 
 async def migrate(
-    db: Database, directory: str | Path, *, target: int | None = None
+    db: Database, directory: str | Path, *, target: int | None = None, table: str = TABLE
 ) -> list[Migration]:
-    """Apply pending migrations up to ``target`` (all by default); return those applied."""
+    """Apply pending migrations up to ``target`` (all by default); return those applied.
+    ``table`` records the applied versions (default ``flowcoro_migrations``)."""
     migrations = discover(directory)
-    await _ensure_table(db)
-    done = await _applied(db)
+    await _ensure_table(db, _check_table(table))
+    done = await _applied(db, table)
     applied: list[Migration] = []
     for m in migrations:
         if m.version in done or (target is not None and m.version > target):
@@ -102,7 +111,7 @@ async def migrate(
                         statement = statement.replace("%", "%%")
                     await tx._call("execute", statement, (), None)
                 await tx.execute(
-                    f"INSERT INTO {TABLE} (version, name, applied_at) VALUES (?, ?, ?)",
+                    f"INSERT INTO {table} (version, name, applied_at) VALUES (?, ?, ?)",
                     m.version,
                     m.name,
                     when,
