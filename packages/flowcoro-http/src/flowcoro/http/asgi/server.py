@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import types
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from typing import Any
 from urllib.parse import quote
 
@@ -64,6 +65,16 @@ def is_asgi_app(obj: Any) -> bool:
     return len(params) == 3
 
 
+_PLAIN_PATH = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/-._~")
+
+
+def _raw_path(path: str) -> bytes:
+    """The path re-encoded for ``raw_path`` (the protocol hands us the decoded one)."""
+    if _PLAIN_PATH.issuperset(path):
+        return path.encode("ascii")
+    return quote(path, safe="/:@!$&'()*+,;=-._~").encode("ascii")
+
+
 def _check(value: bytes, what: str) -> bytes:
     if b"\r" in value or b"\n" in value or b"\0" in value:
         raise ValueError(f"ASGI response {what} {value!r} contains CR, LF or NUL")
@@ -84,6 +95,7 @@ class _Exchange:
         "headers",
         "length",
         "media_type",
+        "over",
         "reader",
         "request",
         "response",
@@ -97,6 +109,7 @@ class _Exchange:
         self.done: asyncio.Future[None] | None = None  # set when the exchange is over
         self.body_iter: AsyncIterator[bytes] | None = None
         self.body_done = False
+        self.over = False  # the exchange is over: receive() answers http.disconnect at once
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] | None = None
         self.media_type: str | None = None
@@ -109,10 +122,9 @@ class _Exchange:
         self.error: BaseException | None = None
 
     def _over(self) -> None:
+        self.over = True
         done = self.done
-        if done is None:
-            self.done = done = asyncio.get_running_loop().create_future()
-        if not done.done():
+        if done is not None and not done.done():
             done.set_result(None)
 
     async def receive(self) -> dict[str, Any]:
@@ -134,10 +146,11 @@ class _Exchange:
                 return {"type": "http.request", "body": b"", "more_body": False}
             return {"type": "http.request", "body": chunk, "more_body": True}
         # Nothing more to read: wait for the end of the exchange, then report a disconnect.
-        done = self.done
-        if done is None:
-            self.done = done = asyncio.get_running_loop().create_future()
-        await done
+        if not self.over:
+            done = self.done
+            if done is None:
+                self.done = done = asyncio.get_running_loop().create_future()
+            await done
         return {"type": "http.disconnect"}
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -181,15 +194,19 @@ class _Exchange:
             raise ValueError(f"ASGI: status {status!r} is not an HTTP status code")
         headers: list[tuple[bytes, bytes]] | None = None
         for name, value in message.get("headers", ()):
-            name = bytes(name).lower()
+            if type(name) is not bytes:
+                name = bytes(name)
+            if type(value) is not bytes:
+                value = bytes(value)
+            name = name.lower()
             if name in _FRAMING:
                 if name == b"content-length":
                     self.length = int(value)
                 continue
             if name == b"content-type":
-                self.media_type = _check(bytes(value), "content-type").decode("latin-1")
+                self.media_type = _check(value, "content-type").decode("latin-1")
                 continue
-            pair = (_check(name, "header name"), _check(bytes(value), "header value"))
+            pair = (_check(name, "header name"), _check(value, "header value"))
             if headers is None:
                 headers = [pair]
             else:
@@ -310,10 +327,10 @@ class ASGIBridge:
             "method": request.method,
             "scheme": self.scheme,
             "path": path,
-            "raw_path": quote(path, safe="/:@!$&'()*+,;=-._~").encode("ascii"),
+            "raw_path": _raw_path(path),
             "query_string": request.query_string,
             "root_path": self.root_path,
-            "headers": request.headers.raw,
+            "headers": request._raw_headers,  # (lower-case name, value) pairs as received
             "client": request.client,
             "server": None,
             "extensions": _EXTENSIONS,
@@ -330,14 +347,26 @@ class ASGIBridge:
     async def __call__(self, request: Request, **_: Any) -> Response:
         loop = asyncio.get_running_loop()
         ex = _Exchange(request, loop)
-        task = loop.create_task(self._run(self.scope(request), ex))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        coro = self._run(self.scope(request), ex)
+        # The application's first step runs right here, inside the handler: a response that
+        # needs no waiting (the common case) costs no task. Only an application that suspends
+        # continues in a task of its own, so the response never waits for work it does after
+        # its last body message (background tasks).
         try:
-            return await ex.response
-        except asyncio.CancelledError:
-            task.cancel()
-            raise
+            pending = coro.send(None)
+        except StopIteration:
+            pass
+        else:
+            task = loop.create_task(_resume(coro, pending))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+            if not ex.response.done():
+                try:
+                    return await ex.response
+                except asyncio.CancelledError:
+                    task.cancel()
+                    raise
+        return ex.response.result()
 
     async def _run(self, scope: dict[str, Any], ex: _Exchange) -> None:
         try:
@@ -363,6 +392,26 @@ class ASGIBridge:
                 ex.fail(RuntimeError("the ASGI application returned mid-response"))
         finally:
             ex._over()
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, None], pending: Any) -> Generator[Any, Any, None]:
+    """Continue ``coro``, already started by hand and suspended on ``pending``, as the body of a
+    task: what it waits on is handed up to the task, and the outcome (or a cancellation) is
+    passed back down."""
+    while True:
+        try:
+            value = yield pending
+        except BaseException as exc:
+            try:
+                pending = coro.throw(exc)
+            except StopIteration:
+                return
+            continue
+        try:
+            pending = coro.send(value)
+        except StopIteration:
+            return
 
 
 def from_asgi(
