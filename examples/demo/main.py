@@ -62,12 +62,16 @@ async def self_check(host: str, port: int) -> int:
         ("GET", "/api/stream", 200),
         ("GET", "/api/hello/demo", 200),
         ("GET", "/api/orders?count=zero", 400),
+        ("GET", "/api/upstream", 200),
+        ("GET", "/static/about.html", 200),
+        ("GET", "/static/style.css", 200),
+        ("GET", "/static/../main.py", 404),
     ]
     failures = 0
     for method, path, expected in paths:
         reader, writer = await asyncio.open_connection(host, port)
         writer.write(
-            f"{method} {path} HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n".encode()
+            f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode()
         )
         data = await reader.read()
         writer.close()

@@ -9,12 +9,16 @@ Pages and endpoints (see the README for what to open):
 - ``GET /api/stream`` — a streamed response: one line per tick, flow-controlled.
 - ``GET /api/hello/{name}`` — a typed path parameter and the request id in the log context.
 - ``POST /api/echo`` — the body back (streamed in, bounded by the body limit).
+- ``GET /api/upstream`` — an outbound call with `flowcoro.http.Client`: the app asks a service
+  (itself, on loopback) for its health, as one service calling another would.
+- ``/static/...`` — static files from ``examples/demo/static`` (``app.static``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 from pipeline import run_pipeline
@@ -23,6 +27,7 @@ from flowcoro.core import bind_context, get_logger
 from flowcoro.http import (
     App,
     CallNext,
+    Client,
     HTMLResponse,
     HTTPException,
     JSONResponse,
@@ -35,7 +40,7 @@ log = get_logger("demo.web")
 
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>FlowCoro demo</title>
-<style>body{font:16px system-ui;margin:2em auto;max-width:46em}code{background:#eee}</style>
+<link rel="stylesheet" href="/static/style.css">
 </head><body>
 <h1>FlowCoro demo</h1>
 <p>An HTTP app (flowcoro-http) over the core pieces (flowcoro-core).</p>
@@ -47,6 +52,9 @@ PAGE = """<!doctype html>
 <li><a href="/api/stream">/api/stream</a> &mdash; a streamed response, one line per tick</li>
 <li><a href="/api/hello/world">/api/hello/world</a> &mdash; path parameters, request ids</li>
 <li><code>curl -d hello http://127.0.0.1:8080/api/echo</code> &mdash; echo a body</li>
+<li><a href="/api/upstream">/api/upstream</a> &mdash; an outbound HTTP call (flowcoro.http.Client)
+  to this server's health endpoint, with its latency</li>
+<li><a href="/static/about.html">/static/about.html</a> &mdash; a static page</li>
 </ul>
 <p>Runs so far: {runs}. Last totals: <code>{last}</code></p>
 </body></html>
@@ -56,6 +64,13 @@ PAGE = """<!doctype html>
 def build_app(**settings: Any) -> App:
     app = App("demo", **settings)
     history: list[dict[str, float]] = []
+    app.static("/static", Path(__file__).resolve().parent / "static")
+    # One pooled client for the app's outbound calls, opened and closed with the app.
+    client = Client(timeout=2.0)
+
+    @app.on_shutdown
+    async def close_client() -> None:
+        await client.aclose()
 
     @app.use
     async def request_context(request: Request, call_next: CallNext) -> Response:
@@ -124,6 +139,24 @@ def build_app(**settings: Any) -> App:
     async def echo(request: Request) -> Response:
         return Response(
             await request.body(), media_type=request.headers.get("content-type") or "text/plain"
+        )
+
+    @app.get("/api/upstream")
+    async def upstream(request: Request) -> Response:
+        # The "upstream service" is this very server, reached the way the browser reached it;
+        # only loopback addresses are called.
+        host = request.headers.get("host") or ""
+        if host.rpartition(":")[0] not in ("127.0.0.1", "localhost", "[::1]"):
+            raise HTTPException(400, "upstream demo calls loopback addresses only")
+        started = time.perf_counter()
+        reply = await client.get(f"http://{host}/api/health")
+        return JSONResponse(
+            {
+                "upstream": f"http://{host}/api/health",
+                "status": reply.status_code,
+                "ok": reply.json()["ok"],
+                "ms": round((time.perf_counter() - started) * 1000, 2),
+            }
         )
 
     return app
