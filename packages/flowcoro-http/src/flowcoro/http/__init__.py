@@ -31,6 +31,7 @@ from flowcoro.http.response import (
     StreamingResponse,
 )
 from flowcoro.http.routing import Route, Router
+from flowcoro.http.ws import Hub, WebSocket, WebSocketClosed, WSOptions, connect_ws
 
 __all__ = [
     "__version__",
@@ -67,6 +68,12 @@ __all__ = [
     "problem",
     # client
     "Client",
+    # WebSocket (flowcoro.http.ws)
+    "WebSocket",
+    "WebSocketClosed",
+    "WSOptions",
+    "Hub",
+    "connect_ws",
     # server internals that plugins observe
     "HTTPProtocol",
     "ServerState",

@@ -47,8 +47,9 @@ def deflate_server() -> ServerPerMessageDeflateFactory:
 class WebSocketRoute:
     """The endpoint registered for a WebSocket route: the handler and its options.
 
-    Called as an ordinary endpoint only when a request reaches it without an upgrade (plain
-    GET): then it answers 426 Upgrade Required."""
+    Routes of kind ``WEBSOCKET`` are only looked up for Upgrade requests, so this is never
+    called as an HTTP endpoint (a plain GET on a WebSocket-only path gets 405); ``__call__``
+    exists because routes require an async callable, and answers 426 should it ever be."""
 
     __slots__ = ("handler", "options")
 
@@ -58,7 +59,7 @@ class WebSocketRoute:
         self.handler = handler
         self.options = options
 
-    async def __call__(self, request: Request, **params: Any) -> Any:
+    async def __call__(self, request: Request, **params: Any) -> Any:  # pragma: no cover
         from flowcoro.http.errors import HTTPException
 
         raise HTTPException(426, "this endpoint speaks WebSocket", headers={"upgrade": "websocket"})
