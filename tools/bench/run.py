@@ -23,7 +23,10 @@ def run_one(name: str, argv: list[str]) -> int:
     if not path.exists():
         print(f"bench: no benchmark {name!r}; available: {', '.join(available())}", file=sys.stderr)
         return 2
-    sys.path.insert(0, str(HERE))
+    # Appended, not prepended: benchmark files named like packages (http.py, redis.py) must not
+    # hide the real ones from the code they import.
+    if str(HERE) not in sys.path:
+        sys.path.append(str(HERE))
     spec = importlib.util.spec_from_file_location(f"flowcoro_bench_{name}", path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load benchmark {path}")
