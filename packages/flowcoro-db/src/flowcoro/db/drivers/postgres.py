@@ -23,7 +23,7 @@ __all__ = ["PostgresDriver", "PostgresConnection"]
 
 def _translate(exc: BaseException) -> DBError:
     """asyncpg's exception -> ours (the caller chains it with ``from``)."""
-    import asyncpg  # type: ignore[import-untyped]
+    import asyncpg
 
     if isinstance(exc, asyncpg.PostgresError):
         state = getattr(exc, "sqlstate", None)
