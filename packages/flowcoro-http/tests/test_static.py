@@ -270,3 +270,65 @@ def test_units(tmp_path: Path) -> None:
         file_response(req, tmp_path)  # a directory
     files = StaticFiles(tmp_path, index=("a", "b"))
     assert files.index == ("a", "b")
+
+
+async def test_zero_copy_and_slow_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flowcoro.http import staticfiles
+
+    calls = {"sendfile": 0, "blocked": 0}
+    real = staticfiles._sendfile
+    assert real is not None
+
+    def counting(out: int, fd: int, pos: int, count: int) -> int:
+        calls["sendfile"] += 1
+        try:
+            return real(out, fd, pos, count)
+        except BlockingIOError:
+            calls["blocked"] += 1
+            raise
+
+    monkeypatch.setattr(staticfiles, "_sendfile", counting)
+    big = bytes(range(251)) * 40000  # ~10 MB: more than the socket buffers hold
+    root = tmp_path / "r"
+    root.mkdir()
+    (root / "big.bin").write_bytes(big)
+    app = make_app()
+    app.static("/", root)
+    async with serving(app) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        await reader.readuntil(b"\r\n\r\n")
+        await asyncio.sleep(0.2)  # the socket fills up: sendfile would block
+        received = await reader.readexactly(len(big))
+        assert received == big
+        writer.write(b"GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=5-9\r\n\r\n")
+        status, _, body = await read_response(reader)
+        assert status == 206
+        assert body == big[5:10]
+        writer.close()
+        await writer.wait_closed()
+    assert calls["sendfile"] >= 2
+    assert calls["blocked"] >= 1
+
+
+async def test_tls_uses_chunked_reads(tmp_path: Path) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    root = tree(tmp_path)
+    app = static_app(root)
+    server = await app.serve("127.0.0.1", 0, ssl=server_ctx)
+    try:
+        async with httpx.AsyncClient(verify=client_ctx) as c:
+            r = await c.get(f"https://127.0.0.1:{server.port}/assets/big.bin")
+            assert r.content == BODY
+    finally:
+        await server.shutdown(2.0)
+        await app.stop()

@@ -30,6 +30,8 @@ from flowcoro.http.response import RedirectResponse, Response, StreamingResponse
 __all__ = ["FileResponse", "StaticFiles", "file_response", "guess_type"]
 
 DEFAULT_CHUNK = 64 * 1024
+_SENDFILE_MAX = 1 << 20  # per os.sendfile call: bounded, so one response cannot hog the loop
+_sendfile = getattr(os, "sendfile", None)
 _ENCODINGS = (("br", ".br"), ("gzip", ".gz"))
 
 
@@ -44,11 +46,18 @@ def guess_type(path: str) -> str:
 
 
 class FileResponse(StreamingResponse):
-    """A file (or a byte range of it) streamed from disk. ``path``, ``offset`` and ``count``
-    say exactly which bytes go out, so a server able to use ``sendfile`` can send them without
-    copying (today the bytes are read in ``chunk_size`` pieces with ``os.pread``)."""
+    """A file (or a byte range of it) streamed from disk.
 
-    __slots__ = ("chunk_size", "count", "offset", "path")
+    Given the ``connection`` that carries the request (`file_response` passes it), the bytes
+    go out with ``os.sendfile`` straight from the page cache to a plain TCP or Unix socket
+    (zero copy; asyncio's and uvloop's ``loop.sendfile`` are not used: uvloop does not
+    implement it). Whenever the socket is full or the transport still holds bytes, one chunk
+    is read with ``os.pread`` and handed to the transport instead, so the writer's flow
+    control applies and ordering is kept. TLS connections, and responses without a
+    connection, always use the chunked reads (``chunk_size`` bytes at a time).
+    """
+
+    __slots__ = ("chunk_size", "connection", "count", "offset", "path")
 
     def __init__(
         self,
@@ -60,6 +69,7 @@ class FileResponse(StreamingResponse):
         offset: int = 0,
         count: int | None = None,
         chunk_size: int = DEFAULT_CHUNK,
+        connection: Any = None,
     ) -> None:
         if chunk_size < 1:
             raise ValueError(f"chunk_size: {chunk_size!r} must be at least 1")
@@ -71,16 +81,48 @@ class FileResponse(StreamingResponse):
         self.offset = offset
         self.count = count
         self.chunk_size = chunk_size
+        self.connection = connection
         if media_type is None:
             media_type = guess_type(self.path)
         super().__init__(self._chunks(), status, headers, media_type, content_length=count)
+
+    def _socket(self) -> tuple[Any, int] | None:
+        """(transport, socket fd) when zero-copy sending is possible."""
+        transport = getattr(self.connection, "transport", None)
+        if transport is None or _sendfile is None:
+            return None
+        if transport.get_extra_info("sslcontext") is not None:
+            return None
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return None
+        return transport, sock.fileno()
 
     async def _chunks(self) -> AsyncIterator[bytes]:
         # Opened on the first read only: a HEAD request (never iterated) costs no open().
         fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         try:
             pos, left, size = self.offset, self.count, self.chunk_size
+            target = self._socket()
             while left > 0:
+                if target is not None:
+                    transport, out = target
+                    if transport.is_closing():
+                        raise ConnectionResetError("the client went away during a file")
+                    if not transport.get_write_buffer_size():
+                        try:
+                            sent = _sendfile(out, fd, pos, min(left, _SENDFILE_MAX))  # type: ignore[misc]
+                        except BlockingIOError:
+                            sent = -1  # the socket is full: the next chunk waits in the transport
+                        except OSError:
+                            target = None  # not a socket sendfile works on: read chunks
+                            continue
+                        if sent == 0:
+                            raise OSError(f"{self.path!r} shrank while being sent")
+                        if sent > 0:
+                            pos += sent
+                            left -= sent
+                            continue
                 data = os.pread(fd, min(size, left), pos)
                 if not data:
                     # The file shrank while being sent: the declared length cannot be met, so
@@ -242,8 +284,11 @@ def file_response(
                 offset=start,
                 count=end - start + 1,
                 chunk_size=chunk_size,
+                connection=request._conn,
             )
-    return FileResponse(path, 200, extra, media_type, count=size, chunk_size=chunk_size)
+    return FileResponse(
+        path, 200, extra, media_type, count=size, chunk_size=chunk_size, connection=request._conn
+    )
 
 
 class StaticFiles:

@@ -181,7 +181,13 @@ class _Exchange:
             from flowcoro.http.staticfiles import FileResponse
 
             self.finished = True
-            resp = FileResponse(message["path"], self.status, None, self.media_type)
+            resp = FileResponse(
+                message["path"],
+                self.status,
+                None,
+                self.media_type,
+                connection=self.request._conn,
+            )
             resp.headers = self.headers
             self.response.set_result(resp)
             self._over()
