@@ -183,14 +183,25 @@ async def test_messages_by_hand(tmp_path: Path) -> None:
     assert out[1]["body"] == b""
     with pytest.raises(RuntimeError, match="websocket"):
         await call({"type": "websocket", "path": "/"}, [])
-    # lifespan failures are reported, not raised
     await app.stop()
-    app.started = False
 
+
+async def test_lifespan_failure_is_reported() -> None:
+    app = make_app()
+
+    @app.on_startup
     async def bad_start() -> None:
         raise RuntimeError("no database")
 
-    app.on_startup(bad_start)
-    out = await call({"type": "lifespan"}, [{"type": "lifespan.startup"}])
+    out: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: dict[str, Any]) -> None:
+        out.append(message)
+
+    await app.asgi({"type": "lifespan"}, receive, send)
     assert out[0]["type"] == "lifespan.startup.failed"
     assert "no database" in out[0]["message"]
+    await app.stop()

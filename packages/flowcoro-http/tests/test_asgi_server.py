@@ -156,20 +156,19 @@ async def test_fastapi_bodies_and_background_tasks() -> None:
         serving(app) as (_, port),
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
     ):
-        if True:
-            r = await client.post("/items", json={"name": "pen", "price": 1.5})
-            assert r.json() == {"name": "pen", "total": 3.0}
-            # the response did not wait for the background task
-            assert done == []
-            r = await client.post("/items", json={"name": 3})
-            assert r.status_code == 422
-            r = await client.get("/users/7")
-            assert r.json() == {"uid": 7}
-            for _ in range(100):
-                if done:
-                    break
-                await asyncio.sleep(0.01)
-            assert done == ["pen"]
+        r = await client.post("/items", json={"name": "pen", "price": 1.5})
+        assert r.json() == {"name": "pen", "total": 3.0}
+        # the response did not wait for the background task
+        assert done == []
+        r = await client.post("/items", json={"name": 3})
+        assert r.status_code == 422
+        r = await client.get("/users/7")
+        assert r.json() == {"uid": 7}
+        for _ in range(100):
+            if done:
+                break
+            await asyncio.sleep(0.01)
+        assert done == ["pen"]
 
 
 async def test_raw_asgi_messages_and_errors() -> None:

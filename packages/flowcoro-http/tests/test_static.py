@@ -67,98 +67,97 @@ async def test_serving_validators_and_ranges(tmp_path: Path) -> None:
         serving(static_app(root)) as (_, port),
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c,
     ):
-        if True:  # keeps the block's indentation readable
-            r = await c.get("/assets/big.bin")
-            assert r.status_code == 200
-            assert r.content == BODY
-            assert r.headers["content-length"] == str(len(BODY))
-            assert r.headers["content-type"] == "application/octet-stream"
-            assert r.headers["accept-ranges"] == "bytes"
-            etag, lm = r.headers["etag"], r.headers["last-modified"]
-            r = await c.head("/assets/big.bin")
-            assert r.content == b""
-            assert r.headers["content-length"] == str(len(BODY))
-            # conditional requests
-            r = await c.get("/assets/big.bin", headers={"if-none-match": etag})
-            assert r.status_code == 304
-            assert r.content == b""
-            assert r.headers["etag"] == etag
-            r = await c.get("/assets/big.bin", headers={"if-none-match": f'"x", W/{etag}'})
-            assert r.status_code == 304
-            r = await c.get("/assets/big.bin", headers={"if-none-match": "*"})
-            assert r.status_code == 304
-            r = await c.get("/assets/big.bin", headers={"if-none-match": '"other"'})
-            assert r.status_code == 200
-            r = await c.get("/assets/big.bin", headers={"if-modified-since": lm})
-            assert r.status_code == 304
-            old = formatdate(0, usegmt=True)
-            r = await c.get("/assets/big.bin", headers={"if-modified-since": old})
-            assert r.status_code == 200
-            r = await c.get("/assets/big.bin", headers={"if-modified-since": "garbage"})
-            assert r.status_code == 200
-            # ranges
-            r = await c.get("/assets/big.bin", headers={"range": "bytes=10-19"})
-            assert r.status_code == 206
-            assert r.content == BODY[10:20]
-            assert r.headers["content-range"] == f"bytes 10-19/{len(BODY)}"
-            r = await c.get("/assets/big.bin", headers={"range": "bytes=-5"})
-            assert r.content == BODY[-5:]
-            r = await c.get("/assets/big.bin", headers={"range": "bytes=255990-"})
-            assert r.content == BODY[255990:]
-            r = await c.get("/assets/big.bin", headers={"range": "bytes=100-99999999"})
-            assert r.status_code == 206
-            assert r.content == BODY[100:]
-            r = await c.get("/assets/big.bin", headers={"range": "bytes=999999-"})
-            assert r.status_code == 416
-            assert r.headers["content-range"] == f"bytes */{len(BODY)}"
-            r = await c.get("/assets/big.bin", headers={"range": "bytes=0-1,5-6"})
-            assert r.status_code == 200
-            assert len(r.content) == len(BODY)
-            r = await c.get("/assets/big.bin", headers={"range": "bytes=0-1", "if-range": etag})
-            assert r.status_code == 206
-            r = await c.get("/assets/big.bin", headers={"range": "bytes=0-1", "if-range": lm})
-            assert r.status_code == 206
-            r = await c.get("/assets/big.bin", headers={"range": "bytes=0-1", "if-range": '"old"'})
-            assert r.status_code == 200
-            # content types, precompressed siblings and Vary
-            r = await c.get("/assets/app.js", headers={"accept-encoding": "gzip"})
-            assert r.text == "console.log(1)"  # httpx decodes the gzip sibling
-            assert r.headers["content-encoding"] == "gzip"
-            assert r.headers["vary"] == "accept-encoding"
-            assert "javascript" in r.headers["content-type"]
-            r = await c.get("/assets/app.js", headers={"accept-encoding": "identity"})
-            assert "content-encoding" not in r.headers
-            assert r.headers["vary"] == "accept-encoding"
-            r = await c.get("/assets/app.js", headers={"accept-encoding": "gzip;q=0, br;q=x"})
-            assert "content-encoding" not in r.headers
-            r = await c.get("/assets/style.css", headers={"accept-encoding": "br, gzip"})
-            assert r.headers["content-encoding"] == "br"
-            assert r.content == b"fake-brotli"
-            assert r.headers["content-type"] == "text/css; charset=utf-8"
-            r = await c.get("/one", headers={"accept-encoding": "gzip"})
-            assert r.text == "console.log(1)"
-            assert "content-encoding" not in r.headers
-            # index files and redirects, symlinks inside the root
-            r = await c.get("/assets/")
-            assert r.text == "<h1>home</h1>"
-            r = await c.get("/assets")
-            assert r.status_code == 308
-            assert r.headers["location"] == "/assets/"
-            r = await c.get("/assets/docs?x=1")
-            assert r.status_code == 308
-            assert r.headers["location"] == "/assets/docs/?x=1"
-            r = await c.get("/assets/docs/")
-            assert r.text == "<h1>docs</h1>"
-            r = await c.get("/assets/empty/")
-            assert r.status_code == 404  # no listing
-            r = await c.get("/assets/link-in.css")
-            assert r.text == "body{}"
-            r = await c.get("/assets/missing.txt")
-            assert r.status_code == 404
-            r = await c.get("/assets/big.bin/x")
-            assert r.status_code == 404
-            r = await c.post("/assets/big.bin")
-            assert r.status_code == 405
+        r = await c.get("/assets/big.bin")
+        assert r.status_code == 200
+        assert r.content == BODY
+        assert r.headers["content-length"] == str(len(BODY))
+        assert r.headers["content-type"] == "application/octet-stream"
+        assert r.headers["accept-ranges"] == "bytes"
+        etag, lm = r.headers["etag"], r.headers["last-modified"]
+        r = await c.head("/assets/big.bin")
+        assert r.content == b""
+        assert r.headers["content-length"] == str(len(BODY))
+        # conditional requests
+        r = await c.get("/assets/big.bin", headers={"if-none-match": etag})
+        assert r.status_code == 304
+        assert r.content == b""
+        assert r.headers["etag"] == etag
+        r = await c.get("/assets/big.bin", headers={"if-none-match": f'"x", W/{etag}'})
+        assert r.status_code == 304
+        r = await c.get("/assets/big.bin", headers={"if-none-match": "*"})
+        assert r.status_code == 304
+        r = await c.get("/assets/big.bin", headers={"if-none-match": '"other"'})
+        assert r.status_code == 200
+        r = await c.get("/assets/big.bin", headers={"if-modified-since": lm})
+        assert r.status_code == 304
+        old = formatdate(0, usegmt=True)
+        r = await c.get("/assets/big.bin", headers={"if-modified-since": old})
+        assert r.status_code == 200
+        r = await c.get("/assets/big.bin", headers={"if-modified-since": "garbage"})
+        assert r.status_code == 200
+        # ranges
+        r = await c.get("/assets/big.bin", headers={"range": "bytes=10-19"})
+        assert r.status_code == 206
+        assert r.content == BODY[10:20]
+        assert r.headers["content-range"] == f"bytes 10-19/{len(BODY)}"
+        r = await c.get("/assets/big.bin", headers={"range": "bytes=-5"})
+        assert r.content == BODY[-5:]
+        r = await c.get("/assets/big.bin", headers={"range": "bytes=255990-"})
+        assert r.content == BODY[255990:]
+        r = await c.get("/assets/big.bin", headers={"range": "bytes=100-99999999"})
+        assert r.status_code == 206
+        assert r.content == BODY[100:]
+        r = await c.get("/assets/big.bin", headers={"range": "bytes=999999-"})
+        assert r.status_code == 416
+        assert r.headers["content-range"] == f"bytes */{len(BODY)}"
+        r = await c.get("/assets/big.bin", headers={"range": "bytes=0-1,5-6"})
+        assert r.status_code == 200
+        assert len(r.content) == len(BODY)
+        r = await c.get("/assets/big.bin", headers={"range": "bytes=0-1", "if-range": etag})
+        assert r.status_code == 206
+        r = await c.get("/assets/big.bin", headers={"range": "bytes=0-1", "if-range": lm})
+        assert r.status_code == 206
+        r = await c.get("/assets/big.bin", headers={"range": "bytes=0-1", "if-range": '"old"'})
+        assert r.status_code == 200
+        # content types, precompressed siblings and Vary
+        r = await c.get("/assets/app.js", headers={"accept-encoding": "gzip"})
+        assert r.text == "console.log(1)"  # httpx decodes the gzip sibling
+        assert r.headers["content-encoding"] == "gzip"
+        assert r.headers["vary"] == "accept-encoding"
+        assert "javascript" in r.headers["content-type"]
+        r = await c.get("/assets/app.js", headers={"accept-encoding": "identity"})
+        assert "content-encoding" not in r.headers
+        assert r.headers["vary"] == "accept-encoding"
+        r = await c.get("/assets/app.js", headers={"accept-encoding": "gzip;q=0, br;q=x"})
+        assert "content-encoding" not in r.headers
+        r = await c.get("/assets/style.css", headers={"accept-encoding": "br, gzip"})
+        assert r.headers["content-encoding"] == "br"
+        assert r.content == b"fake-brotli"
+        assert r.headers["content-type"] == "text/css; charset=utf-8"
+        r = await c.get("/one", headers={"accept-encoding": "gzip"})
+        assert r.text == "console.log(1)"
+        assert "content-encoding" not in r.headers
+        # index files and redirects, symlinks inside the root
+        r = await c.get("/assets/")
+        assert r.text == "<h1>home</h1>"
+        r = await c.get("/assets")
+        assert r.status_code == 308
+        assert r.headers["location"] == "/assets/"
+        r = await c.get("/assets/docs?x=1")
+        assert r.status_code == 308
+        assert r.headers["location"] == "/assets/docs/?x=1"
+        r = await c.get("/assets/docs/")
+        assert r.text == "<h1>docs</h1>"
+        r = await c.get("/assets/empty/")
+        assert r.status_code == 404  # no listing
+        r = await c.get("/assets/link-in.css")
+        assert r.text == "body{}"
+        r = await c.get("/assets/missing.txt")
+        assert r.status_code == 404
+        r = await c.get("/assets/big.bin/x")
+        assert r.status_code == 404
+        r = await c.post("/assets/big.bin")
+        assert r.status_code == 405
 
 
 @pytest.mark.parametrize(
