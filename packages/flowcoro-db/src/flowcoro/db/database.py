@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from flowcoro.core.abc import Component
@@ -22,6 +22,7 @@ from flowcoro.db.errors import (
     DBTimeoutError,
     TransactionError,
 )
+from flowcoro.db.observers import QueryInfo, load_observers, observed, operation_of
 from flowcoro.db.session import Connection, Transaction, check_isolation, run_with_backoff
 from flowcoro.db.url import parse_url
 
@@ -129,6 +130,15 @@ class Database(Component):
             close=self._close_raw,
         )
         self._background: set[asyncio.Task[None]] = set()
+        # Asked once: with none registered a statement pays one truth test (flowcoro.db.observers).
+        self._observers = load_observers()
+        parsed = self.url
+        self._info_base = (
+            driver_cls.PLUGIN_NAME,
+            parsed.database or None,
+            parsed.host,
+            parsed.port,
+        )
         self._statements = self._errors = self._conn_errors = 0
         self._timeouts = self._cancelled = self._retried = 0
 
@@ -316,7 +326,13 @@ class Database(Component):
         extra: tuple[Any, ...],
         timeout: float | None,
         idempotent: bool,
+        *,
+        observe: bool = True,
     ) -> Any:
+        if observe and self._observers:
+            return await self._observed(
+                self._run(method, sql, args, extra, timeout, idempotent, observe=False), sql
+            )
         attempt = 0
         while True:
             limit = self._timeout(timeout)
@@ -355,6 +371,13 @@ class Database(Component):
             raw.queries += 1
             await self._put(raw, False)
             return result
+
+    def _query_info(self, sql: str) -> QueryInfo:
+        system, namespace, host, port = self._info_base
+        return QueryInfo(system, operation_of(sql), sql, namespace, host, port, self._pool.name)
+
+    def _observed(self, statement: Coroutine[Any, Any, T], sql: str) -> Coroutine[Any, Any, T]:
+        return observed(self._observers, self._query_info(sql), statement)
 
     async def _get(self, limit: float | None) -> DriverConnection:
         pool = self._pool

@@ -62,7 +62,12 @@ class Connection:
     def in_transaction(self) -> bool:
         return self._depth > 0
 
-    async def _call(self, method: str, sql: str, args: Sequence[Any], *extra: Any) -> Any:
+    async def _call(
+        self, method: str, sql: str, args: Sequence[Any], *extra: Any, observe: bool = True
+    ) -> Any:
+        db = self._db
+        if observe and db._observers:
+            return await db._observed(self._call(method, sql, args, *extra, observe=False), sql)
         if self._released:
             raise ClosedResourceError("the connection was given back to the pool")
         if self._broken:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
@@ -14,6 +14,7 @@ from flowcoro.core.abc import Component
 from flowcoro.core.deadline import effective_timeout
 from flowcoro.core.errors import ClosedResourceError
 from flowcoro.db.errors import DBConnectionError, DBTimeoutError
+from flowcoro.db.observers import QueryInfo, load_observers, observed
 from flowcoro.db.redis._resp import pack_command
 from flowcoro.db.redis.commands import Commands, Key, Transform, Value
 from flowcoro.db.redis.config import RedisConfig
@@ -97,6 +98,8 @@ class Redis(Commands, Component):
         self._idle: list[RedisConnection] = []
         self._busy: set[RedisConnection] = set()
         self._dedicated_sem = asyncio.Semaphore(self.config.max_dedicated)
+        # Asked once: with none registered a command pays one truth test (flowcoro.db.observers).
+        self._observers = load_observers()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Redis:
@@ -109,7 +112,11 @@ class Redis(Commands, Component):
 
     # -- the hot path --------------------------------------------------------------------------
 
-    async def _execute(self, args: tuple[Any, ...], transform: Transform = None) -> Any:
+    async def _execute(
+        self, args: tuple[Any, ...], transform: Transform = None, observe: bool = True
+    ) -> Any:
+        if observe and self._observers:
+            return await self._observed(self._execute(args, transform, False), _name(args[0]))
         # Only the caller's deadline needs a timer per command; command_timeout is enforced by
         # one stall watchdog per connection (see RedisConnection).
         limit = effective_timeout(None)
@@ -129,6 +136,20 @@ class Redis(Commands, Component):
             finally:
                 handle.cancel()
         return reply if transform is None else transform(reply)
+
+    def _observed(self, work: Coroutine[Any, Any, T], operation: bytes) -> Coroutine[Any, Any, T]:
+        config = self.config
+        unix = config.unix_path
+        info = QueryInfo(
+            "redis",
+            operation.decode(),
+            None,
+            str(config.db),
+            unix if unix is not None else config.host,
+            None if unix is not None else config.port,
+            self.name,
+        )
+        return observed(self._observers, info, work)
 
     def _expire(self, fut: asyncio.Future[Any], timeout: float, command: object) -> None:
         """The caller's deadline passed: fail this command only; its reply is dropped later."""
@@ -271,8 +292,13 @@ class Redis(Commands, Component):
         args: tuple[Any, ...],
         timeout: float | None,
         transform: Transform = None,
+        observe: bool = True,
     ) -> Any:
         """Send one command on ``conn`` (a dedicated connection) and wait for its reply."""
+        if observe and self._observers:
+            return await self._observed(
+                self.run_on(conn, args, timeout, transform, False), _name(args[0])
+            )
         self._stats.commands += 1
         fut = conn.submit(pack_command(args))
         try:

@@ -89,7 +89,13 @@ class Pipeline(Commands):
             fut.cancel()
         self._packed, self._transforms, self._futures = [], [], []
 
-    async def execute(self, *, raise_on_error: bool = True) -> list[Any]:
+    async def execute(self, *, raise_on_error: bool = True, observe: bool = True) -> list[Any]:
+        if observe and self._client._observers and self._packed:
+            # the whole batch is one operation for observers
+            return await self._client._observed(
+                self.execute(raise_on_error=raise_on_error, observe=False),
+                b"MULTI" if self._transaction else b"PIPELINE",
+            )
         packed, transforms, futures = self._packed, self._transforms, self._futures
         self._packed, self._transforms, self._futures = [], [], []
         if not packed:
