@@ -9,7 +9,8 @@ asyncio server, in the same run.
 Servers run pinned to core 0 (``taskset -c 0``), the load generator to core 1; both on uvloop.
 The load generator is the same for both servers: for echo a minimal raw client (precomputed
 masked frames, bytes counted) so that it costs far less than the servers; for broadcast our
-`connect_ws`. Compression is not offered, so neither side compresses 32-byte messages. Rounds interleave ours and the peer's.
+`connect_ws`. Compression is not offered, so neither side compresses 32-byte messages.
+Rounds interleave ours and the peer's.
 
     .venv/bin/python tools/bench/run.py ws --rounds=5
     (--conns=100 --messages=1000 --clients=10000 --skip-broadcast)

@@ -140,7 +140,8 @@ async def test_slow_member_does_not_slow_the_room_drop_oldest() -> None:
                 fast_id = await _ask(fast, "id")
                 slow_ws = next(w for w in box[0]._conns.values() if w.id != fast_id)
                 assert slow_ws.transport is not None
-                assert slow_ws.transport.get_write_buffer_size() <= 64 * 1024 + 20_100
+                # bounded: the write limit plus the messages written just before it was reached
+                assert slow_ws.transport.get_write_buffer_size() <= 64 * 1024 + 2 * 20_100
         finally:
             sock.close()
 

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from websockets.frames import Frame, Opcode
-from websockets.protocol import OPEN, Protocol
+from websockets.protocol import OPEN, Protocol, Side
 
 from flowcoro.http.errors import HTTPError
 from flowcoro.http.ws._options import WSOptions
@@ -27,9 +27,16 @@ from flowcoro.net import BaseProtocol
 if TYPE_CHECKING:
     from flowcoro.http.request import Request
 
-__all__ = ["WebSocket", "WebSocketClosed", "WebSocketError"]
+__all__ = ["WebSocket", "WebSocketClosed", "WebSocketError", "prepared"]
 
 Data = str | bytes
+
+
+def prepared(data: Data) -> bytes:
+    """``data`` as one unmasked, uncompressed frame, for `WebSocket.write_prepared`."""
+    if isinstance(data, str):
+        return Frame(Opcode.TEXT, data.encode()).serialize(mask=False)
+    return Frame(Opcode.BINARY, bytes(data)).serialize(mask=False)
 
 
 class WebSocketError(HTTPError):
@@ -323,6 +330,18 @@ class WebSocket(BaseProtocol):
         else:
             raise TypeError(f"data: expected str or bytes, got {type(data).__name__}")
         self._flush()
+
+    def write_prepared(self, frame: bytes, data: Data) -> None:
+        """Write a message serialized once for many connections by `prepared` (an unmasked,
+        uncompressed frame: what a server sends without extensions); falls back to
+        `send_nowait` where the frame does not apply (client side, compression)."""
+        proto = self._proto
+        if proto.extensions or proto.side is not Side.SERVER or proto.expect_continuation_frame:
+            self.send_nowait(data)
+            return
+        if proto.state is not OPEN or self.closed:
+            raise self._closed_error()
+        self.transport.write(frame)  # type: ignore[union-attr]
 
     async def send(self, data: Data) -> None:
         """Send one message; waits while the peer is slow (see ``WSOptions.send_timeout``)."""

@@ -22,7 +22,7 @@ from flowcoro.core.abc import PubSubBroker, Subscription
 from flowcoro.core.broadcast import Broadcast, SlowPolicy, Subscriber
 from flowcoro.core.errors import BrokenResourceError, ClosedResourceError
 from flowcoro.core.logger import get_logger
-from flowcoro.http.ws._connection import Data, WebSocket, WebSocketClosed
+from flowcoro.http.ws._connection import Data, WebSocket, WebSocketClosed, prepared
 
 __all__ = ["Hub"]
 
@@ -65,7 +65,7 @@ class Hub:
         self.queue_size = queue_size
         self.policy: SlowPolicy = policy
         self._rooms: dict[str, Broadcast[Data]] = {}
-        self._members: dict[str, dict[str, WebSocket]] = {}
+        self._members: dict[str, dict[str, _Member]] = {}
         self._conns: dict[str, WebSocket] = {}
         self._writers: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._sub: Subscription | None = None
@@ -149,9 +149,9 @@ class Hub:
         hub = self._rooms.get(room)
         if hub is None:
             hub = self._rooms[room] = Broadcast(capacity=self.queue_size, policy=self.policy)
-        sub = hub.subscribe()
-        self._members.setdefault(room, {})[ws.id] = ws
-        task = asyncio.get_running_loop().create_task(self._write(ws, room, sub))
+        member = _Member(ws, hub.subscribe())
+        self._members.setdefault(room, {})[ws.id] = member
+        task = asyncio.get_running_loop().create_task(self._write(member, room))
         self._writers[key] = task
 
     def _unsubscribe(self, ws: WebSocket, room: str) -> None:
@@ -167,12 +167,15 @@ class Hub:
                 if hub is not None:
                     hub.close()
 
-    async def _write(self, ws: WebSocket, room: str, sub: Subscriber[Data]) -> None:
+    async def _write(self, member: _Member, room: str) -> None:
         """One member's writer: its bounded queue to its socket."""
+        ws = member.ws
         try:
-            async with sub:
+            async with member.sub as sub:
                 async for data in sub:
+                    member.sending = True
                     await ws.send(data)
+                    member.sending = False
         except BrokenResourceError:
             # policy "disconnect": this client fell queue_size messages behind.
             if ws.open:
@@ -206,19 +209,33 @@ class Hub:
                 continue
             rest = channel[n:]
             data = _decode(message.data)
-            if rest.startswith("r."):
-                room = self._rooms.get(rest[2:])
-            elif rest.startswith("c."):
+            if rest.startswith("c."):
                 ws = self._conns.get(rest[2:])
                 if ws is not None:
                     self._direct(ws, data)
                 continue
+            if rest.startswith("r."):
+                name = rest[2:]
             elif rest == "all":
-                room = self._rooms.get(_EVERYONE)
+                name = _EVERYONE
             else:
                 continue
-            if room is not None:
-                room.publish_nowait(data)
+            self._fan_out(self._members.get(name), data)
+
+    def _fan_out(self, members: dict[str, _Member] | None, data: Data) -> None:
+        """Deliver to a room. A member that is caught up (its queue empty, its writer idle, its
+        socket below the write limit) gets the message written at once, one frame serialized
+        for all of them; the others get it through their bounded queue, under the policy."""
+        if not members:
+            return
+        frame = prepared(data)
+        for member in members.values():
+            ws = member.ws
+            if not member.sending and not len(member.sub) and not ws.writing_paused and ws.open:
+                ws.write_prepared(frame, data)
+            else:
+                # The member is behind: its own bounded queue, with the room's slow policy.
+                member.sub._deliver(data)
 
     def _direct(self, ws: WebSocket, data: Data) -> None:
         """One connection: written at once; while its write buffer is over the high water mark
@@ -232,6 +249,15 @@ class Hub:
             ws.send_nowait(data)
         except WebSocketClosed:
             pass
+
+
+class _Member:
+    __slots__ = ("sending", "sub", "ws")
+
+    def __init__(self, ws: WebSocket, sub: Subscriber[Data]) -> None:
+        self.ws = ws
+        self.sub = sub
+        self.sending = False
 
 
 class _Attached:
