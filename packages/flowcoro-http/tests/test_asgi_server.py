@@ -411,3 +411,45 @@ def test_serve_detects_asgi(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> N
     assert isinstance(load_app("asgi_target_mod:app", "asgi"), App)
     with pytest.raises(FlowCoroError, match="not an ASGI application"):
         load_app("asgi_target_mod:value", "asgi")
+
+
+async def test_suspending_app_waiting_receive_and_cancellation() -> None:
+    started = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise RuntimeError("no lifespan")
+        await asyncio.sleep(0.01)  # suspends before answering: continues in a task
+        first = await receive()
+        waiting = asyncio.ensure_future(receive())  # nothing more to read: waits for the end
+        if scope["path"] == "/hang":
+            started.set()
+            await asyncio.sleep(30)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [[bytearray(b"X-Kind"), bytearray(b"list")]],
+            }
+        )
+        await send({"type": "http.response.body", "body": first["body"]})
+        assert (await waiting)["type"] == "http.disconnect"
+        if scope["path"] == "/late":
+            await asyncio.sleep(0.2)  # still running at shutdown: waited for
+
+    app_ = wrap(app)
+    async with (
+        serving(app_) as (_, port),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+    ):
+        r = await client.post("/", content=b"body")
+        assert r.text == "body"
+        assert r.headers["x-kind"] == "list"
+        hung = asyncio.ensure_future(client.get("/hang"))
+        await started.wait()
+        for task in list(app_.asgi_bridge.tasks):
+            task.cancel()
+        r = await hung
+        assert r.status_code == 500
+        r = await client.get("/late")
+        assert r.text == ""

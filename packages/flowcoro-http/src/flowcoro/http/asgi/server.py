@@ -377,6 +377,13 @@ class ASGIBridge:
     async def _run(self, scope: dict[str, Any], ex: _Exchange) -> None:
         try:
             await self.app(scope, ex.receive, ex.send)
+        except asyncio.CancelledError:
+            # Shutdown cancelled the application: the handler answers 500 if it still waits.
+            if not ex.response.done():
+                ex.response.set_exception(RuntimeError("the ASGI application was cancelled"))
+            elif ex.chunks is not None and not ex.finished:
+                ex.fail(ConnectionAbortedError("the ASGI application was cancelled"))
+            raise
         except Exception as exc:
             if not ex.response.done():
                 ex.response.set_exception(exc)  # the handler raises it: a logged 500
