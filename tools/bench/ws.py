@@ -8,9 +8,9 @@ asyncio server, in the same run.
 
 Servers run pinned to core 0 (``taskset -c 0``), the load generator to core 1; both on uvloop.
 The load generator is the same for both servers: for echo a minimal raw client (precomputed
-masked frames, bytes counted) so that it costs far less than the servers; for broadcast our
-`connect_ws`. Compression is not offered, so neither side compresses 32-byte messages.
-Rounds interleave ours and the peer's.
+masked frames, bytes counted) so that it costs far less than the servers, and the same raw
+client for the broadcast members. Compression is not offered, so neither side compresses
+32-byte messages. Rounds interleave ours and the peer's.
 
     .venv/bin/python tools/bench/run.py ws --rounds=5
     (--conns=100 --messages=1000 --clients=10000 --skip-broadcast)
@@ -77,9 +77,14 @@ def serve_ours(port: int) -> None:
 
 
 def serve_peer(port: int) -> None:
+    import logging
+
     import uvloop
     import websockets
     from websockets.asyncio.server import ServerConnection, serve
+
+    # Clients abort at the end of a round: not worth a traceback per connection.
+    logging.getLogger("websockets").setLevel(logging.CRITICAL)
 
     members: set[ServerConnection] = set()
 
@@ -179,31 +184,65 @@ def load_echo(port: int, conns: int, messages: int) -> None:
     uvloop.run(main())
 
 
+class _RoomClient(asyncio.Protocol):
+    """Raw room member: handshake, the server's "in" frame, then one broadcast frame."""
+
+    def __init__(self, expect: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.expect = expect
+        self.count = 0
+        self.head = b""
+        self.joined = loop.create_future()
+        self.got = loop.create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.transport.write(_HANDSHAKE.format(path="/room").encode())  # type: ignore[union-attr]
+
+    def data_received(self, data: bytes) -> None:
+        if not self.joined.done():
+            self.head += data
+            end = self.head.find(b"\r\n\r\n")
+            if end >= 0 and len(self.head) >= end + 4 + 4:  # the "in" frame: 4 bytes
+                self.count = len(self.head) - (end + 8)
+                self.joined.set_result(None)
+            return
+        self.count += len(data)
+        if self.count >= self.expect and not self.got.done():
+            self.got.set_result(None)
+
+
 def load_broadcast(port: int, clients: int) -> None:
     import uvloop
 
-    from flowcoro.http import connect_ws
+    text = b"hello everyone"
+    key = b"\x11\x22\x33\x44"
+    frame = (
+        bytes([0x81, 0x80 | len(text)]) + key + bytes(b ^ key[i % 4] for i, b in enumerate(text))
+    )
 
     async def main() -> None:
-        url = f"ws://127.0.0.1:{port}/room"
-        sockets = []
+        loop = asyncio.get_running_loop()
         sem = asyncio.Semaphore(200)
 
-        async def join() -> object:
+        async def join() -> _RoomClient:
             async with sem:
-                ws = await connect_ws(url, compression=None, ping_interval=None, open_timeout=60)
-                assert await ws.receive() == "in"
-                return ws
+                _, proto = await loop.create_connection(
+                    lambda: _RoomClient(2 + len(text)), "127.0.0.1", port
+                )
+                await proto.joined
+                return proto
 
-        sockets = await asyncio.gather(*(join() for _ in range(clients)))
+        members = await asyncio.gather(*(join() for _ in range(clients)))
         await asyncio.sleep(0.5)
         start = time.perf_counter()
-        await sockets[0].send("hello everyone")  # type: ignore[attr-defined]
-        await asyncio.gather(*(ws.receive() for ws in sockets))  # type: ignore[attr-defined]
+        members[0].transport.write(frame)  # type: ignore[union-attr]
+        await asyncio.gather(*(m.got for m in members))
         elapsed = time.perf_counter() - start
         print(f"RESULT {elapsed * 1000:.1f}", flush=True)
-        for ws in sockets:
-            ws.cut()  # type: ignore[attr-defined]
+        for m in members:
+            m.transport.abort()  # type: ignore[union-attr]
 
     uvloop.run(main())
 

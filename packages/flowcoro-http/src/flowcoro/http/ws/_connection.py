@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from websockets.frames import Frame, Opcode
@@ -223,13 +223,14 @@ class WebSocket(BaseProtocol):
         transport = self.transport
         if transport is None:
             return
-        for chunk in self._proto.data_to_send():
+        proto = self._proto
+        for chunk in proto.data_to_send():
             if chunk:
                 transport.write(chunk)
             else:
                 # SEND_EOF: the closing handshake is done on our side; close the TCP connection.
                 transport.close()
-        if self._proto.close_expected():
+        if proto.state is not OPEN and proto.close_expected():
             self._expect_close()
 
     def _expect_close(self) -> None:
@@ -299,15 +300,15 @@ class WebSocket(BaseProtocol):
             raise WebSocketError("expected a binary message, received a text one")
         return message
 
-    def __aiter__(self) -> AsyncIterator[Data]:
-        return self._iterate()
+    def __aiter__(self) -> WebSocket:
+        return self
 
-    async def _iterate(self) -> AsyncIterator[Data]:
-        while True:
-            try:
-                yield await self.receive()
-            except WebSocketClosed:
-                return
+    async def __anext__(self) -> Data:
+        # Not an async generator: one frame less per message on the echo path.
+        try:
+            return await self.receive()
+        except WebSocketClosed:
+            raise StopAsyncIteration from None
 
     def _closed_error(self) -> WebSocketClosed:
         proto = self._proto
