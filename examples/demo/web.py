@@ -12,6 +12,8 @@ Pages and endpoints (see the README for what to open):
 - ``GET /api/upstream`` — an outbound call with `flowcoro.http.Client`: the app asks a service
   (itself, on loopback) for its health, as one service calling another would.
 - ``/static/...`` — static files from ``examples/demo/static`` (``app.static``).
+- ``/static/chat.html`` and ``ws://.../ws/chat/{room}`` — a chat with rooms: a WebSocket route
+  and a `Hub` over the app's pub/sub broker (Redis across workers when configured).
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ from flowcoro.http import (
     Client,
     HTMLResponse,
     HTTPException,
+    Hub,
     JSONResponse,
     Request,
     Response,
     StreamingResponse,
+    WebSocket,
 )
 
 log = get_logger("demo.web")
@@ -55,6 +59,7 @@ PAGE = """<!doctype html>
 <li><a href="/api/upstream">/api/upstream</a> &mdash; an outbound HTTP call (flowcoro.http.Client)
   to this server's health endpoint, with its latency</li>
 <li><a href="/static/about.html">/static/about.html</a> &mdash; a static page</li>
+<li><a href="/static/chat.html">/static/chat.html</a> &mdash; a WebSocket chat with rooms</li>
 </ul>
 <p>Runs so far: {runs}. Last totals: <code>{last}</code></p>
 </body></html>
@@ -158,5 +163,27 @@ def build_app(**settings: Any) -> App:
                 "ms": round((time.perf_counter() - started) * 1000, 2),
             }
         )
+
+    hubs: list[Hub] = []
+
+    @app.on_startup
+    async def start_chat() -> None:
+        hub = Hub(app.pubsub(), prefix="demo.chat.", queue_size=64)
+        await hub.start()
+        hubs.append(hub)
+
+    @app.on_shutdown
+    async def stop_chat() -> None:
+        for hub in hubs:
+            await hub.aclose()
+
+    @app.websocket("/ws/chat/{room}", max_size=4096)
+    async def chat(ws: WebSocket, room: str) -> None:
+        hub = hubs[0]
+        async with hub.connect(ws):
+            await hub.join(ws, room)
+            async for message in ws:
+                if isinstance(message, str) and message.strip():
+                    await hub.publish(room, message[:500])
 
     return app
