@@ -363,7 +363,38 @@ class Running:
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
-def wrk(port: int, path: str, conns: int, duration: float, threads: int = 1) -> dict[str, float]:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time used so far by the process and its descendants (granian runs
+    its worker as a child), from /proc; 0.0 where there is no /proc."""
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    tree, total = {pid}, 0.0
+    changed = True
+    while changed:
+        changed = False
+        for child, (parent, _) in stats.items():
+            if parent in tree and child not in tree:
+                tree.add(child)
+                changed = True
+    for member in tree:
+        total += stats.get(member, (0, 0))[1]
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(
+    port: int, path: str, conns: int, duration: float, threads: int = 1, pid: int | None = None
+) -> dict[str, float]:
+    """One wrk run; with ``pid``, also the server's CPU time per request (user + system, in
+    microseconds): a steadier measure than requests/s on a shared machine, since time the
+    server spends waiting for the CPU is not counted."""
+    cpu0 = _cpu_seconds(pid) if pid else 0.0
     cmd = (
         f"ulimit -n $(ulimit -Hn); taskset -c 1 wrk -t{threads} -c{conns} -d{duration:g}s "
         f"--latency --timeout 5s http://127.0.0.1:{port}{path}"
@@ -380,7 +411,11 @@ def wrk(port: int, path: str, conns: int, duration: float, threads: int = 1) -> 
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if m:
         errors += int(m.group(1))
+    cpu = _cpu_seconds(pid) - cpu0 if pid else 0.0
+    done = re.search(r"(\d+) requests in", out)
+    count = int(done.group(1)) if done else 0
     return {
+        "cpu_us": cpu / count * 1e6 if count and pid else float("nan"),
         "rps": rps,
         "p99_ms": float(p99.group(1)) * _UNITS[p99.group(2)] if p99 else float("nan"),
         "errors": errors,
@@ -419,11 +454,12 @@ def main(argv: list[str]) -> int:
             try:
                 for path in paths:
                     wrk(running.port, path, 100, 1.0)  # warm-up
-                    res = wrk(running.port, path, 100, args.duration)
+                    res = wrk(running.port, path, 100, args.duration, pid=running.proc.pid)
                     results.setdefault((name, path), []).append(res)
                     print(
                         f"round {rnd + 1} {name:10s} {path:6s} {res['rps']:>10.0f} req/s "
-                        f"p99 {res['p99_ms']:.2f} ms errors {res['errors']:.0f}",
+                        f"p99 {res['p99_ms']:.2f} ms cpu {res['cpu_us']:.2f} us/req "
+                        f"errors {res['errors']:.0f}",
                         flush=True,
                     )
             finally:
@@ -439,9 +475,10 @@ def main(argv: list[str]) -> int:
         base = _median(results.get(("flowcoro", path), []), "rps")
         print(f"GET {path}")
         print(
-            "| server | req/s (median) | spread (min-max) | p99 ms (median) | flowcoro / server |"
+            "| server | req/s (median) | spread (min-max) | p99 ms (median) "
+            "| server CPU us/req (median) | flowcoro / server |"
         )
-        print("|---|---:|---:|---:|---:|")
+        print("|---|---:|---:|---:|---:|---:|")
         for name in servers:
             runs = results.get((name, path))
             if not runs:
@@ -449,9 +486,10 @@ def main(argv: list[str]) -> int:
             med = _median(runs, "rps")
             lo, hi = min(r["rps"] for r in runs), max(r["rps"] for r in runs)
             p99 = _median(runs, "p99_ms")
+            cpu = _median(runs, "cpu_us")
             ratio = base / med if med else float("nan")
             print(
-                f"| {name} | {med:,.0f} | {lo:,.0f}-{hi:,.0f} | {p99:.2f} | "
+                f"| {name} | {med:,.0f} | {lo:,.0f}-{hi:,.0f} | {p99:.2f} | {cpu:.2f} | "
                 f"{'1.00' if name == 'flowcoro' else f'{ratio:.2f}x'} |"
             )
         print()

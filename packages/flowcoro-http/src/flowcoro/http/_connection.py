@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from asyncio.tasks import _current_tasks  # type: ignore[attr-defined]
 from collections import deque
 from collections.abc import AsyncIterable, Awaitable
+from contextvars import copy_context
 from time import perf_counter
 from typing import Any
 
@@ -26,7 +28,6 @@ from flowcoro.http._drive import (
     Driven,
     Ready,
     Suspended,
-    current_task,
     enter_task,
     leave_task,
 )
@@ -34,6 +35,8 @@ from flowcoro.http.errors import ClientDisconnect
 from flowcoro.http.exceptions import problem
 from flowcoro.http.request import Request
 from flowcoro.http.response import (
+    _CL,
+    _PREFIX_200,
     HTMLResponse,
     JSONResponse,
     PlainTextResponse,
@@ -47,7 +50,6 @@ from flowcoro.net import BaseProtocol
 __all__ = ["Connection"]
 
 log = get_logger("flowcoro.http")
-access_log = get_logger("flowcoro.http.access")
 
 # Response classes sent as they are (no conversion, not streamed): a set lookup, not isinstance.
 _PLAIN = frozenset((Response, PlainTextResponse, JSONResponse, HTMLResponse))
@@ -235,21 +237,20 @@ class Connection(BaseProtocol):
             req.keep_alive = False
         if state.watched:
             req._started = perf_counter()
-            for observer in state.observers:
-                observer.request_started(req)
+            state.on_start(req)
         if state.active >= state.max_concurrency:
             state.active += 1
             self._respond(req, self._overloaded())
             return
         state.active += 1
-        ctx = contextvars.copy_context()
+        ctx = copy_context()
         kw = req._kw
         coro = req._endpoint(req, **kw) if kw else req._endpoint(req)
         loop = state.loop
         runner = self._runner
         if runner is None:
             runner = self._runner = loop.create_task(self._serve_suspended())
-        current = current_task(loop)
+        current = _current_tasks.get(loop)
         if current is None:
             # The first step runs here, in the read callback, but as the connection's runner
             # task: asyncio.timeout(), deadlines and current_task() work from the first line,
@@ -278,15 +279,46 @@ class Connection(BaseProtocol):
         if waiting is not NOTHING:
             self._hand_off(req, Suspended(coro, waiting), ctx)
             return
-        if result.__class__ not in _PLAIN and not isinstance(result, Response):
-            try:
-                result = to_response(result)
-            except TypeError as exc:
-                result = self._server_error(req, exc)
-        if result.__class__ not in _PLAIN and isinstance(result, StreamingResponse):
-            self._hand_off(req, Ready(result), ctx)
+        if result.__class__ not in _PLAIN:
+            if not isinstance(result, Response):
+                try:
+                    result = to_response(result)
+                except TypeError as exc:
+                    result = self._server_error(req, exc)
+            if isinstance(result, StreamingResponse):
+                self._hand_off(req, Ready(result), ctx)
+                return
+        # The common case of `_respond`, inline: a complete response on a kept connection.
+        transport = self.transport
+        if (
+            req.keep_alive
+            and req._complete
+            and not self._last
+            and not self.shutting_down
+            and not transport.is_closing()  # type: ignore[union-attr]
+        ):
+            body = result.body
+            pre = _PREFIX_200.get(result.media_type) if result.status == 200 else None
+            if pre is not None and result.headers is None and len(body) < 4096:
+                # Response.encode's common case, inline: a 200 with no extra headers.
+                if req.method == "HEAD":
+                    transport.write(pre + _CL[len(body)] + state.date + b"\r\n")  # type: ignore[union-attr]
+                else:
+                    transport.write(b"".join((pre, _CL[len(body)], state.date, b"\r\n", body)))  # type: ignore[union-attr]
+            else:
+                transport.write(result.encode(True, state.date, req.method == "HEAD"))  # type: ignore[union-attr]
+            state.active -= 1
+            if state.watched:
+                self._observe(req, result.status)
+            if self._req is None and not self._queue and not self._in_head:
+                self._current = None
+                self.active = True
+                self._kind = _IDLE
+                self._deadline = state.now + state.keepalive_timeout
+                return
+            self._finished(req)
             return
-        self._respond(req, result)  # type: ignore[arg-type]
+        self._respond(req, result)
 
     def _hand_off(self, req: Request, pending: Awaitable[Any], ctx: contextvars.Context) -> None:
         """Give the rest of this request to the connection's runner task."""
@@ -384,15 +416,10 @@ class Connection(BaseProtocol):
         self._finished(req)
 
     def _observe(self, req: Request, status: int) -> None:
-        state = self._s
-        duration = perf_counter() - req._started if req._started else 0.0
-        for observer in state.observers:
-            try:
-                observer.request_finished(req, req.route, status, duration)
-            except Exception:
-                log.exception("http.observer_failed", observer=repr(observer))
-        if state.access_log:
-            self._log_access(req, status, duration)
+        try:
+            self._s.on_finish(req, req.route, status, perf_counter() - req._started)
+        except Exception:
+            log.exception("http.observer_failed", observer=repr(self._s.on_finish))
 
     def _overloaded(self) -> Response:
         retry = str(self._s.limits.retry_after)
@@ -503,15 +530,3 @@ class Connection(BaseProtocol):
             transport.close()
         elif self._req is None and not self._in_head:
             self._set_idle()
-
-    def _log_access(self, req: Request, status: int, duration: float) -> None:
-        client = f"{self._client[0]}:{self._client[1]}" if self._client else "-"
-        access_log.info(
-            "http.request",
-            client=client,
-            method=req.method,
-            path=req.path,
-            version=req.http_version,
-            status=status,
-            duration_ms=round(duration * 1000, 3),
-        )

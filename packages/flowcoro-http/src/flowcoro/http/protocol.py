@@ -268,10 +268,16 @@ class HTTPProtocol(Connection):
         ):
             raise _Reject(431, "the request header block is too large")
         parser = self._parser
-        known = self._v11_known
-        if known is None and self._fresh:
-            known = self._v11()
-        if known and self._fresh:
+        if self._fresh:
+            known = self._v11_known
+            if known is None:
+                # _v11, inline (once per read)
+                data = self._data
+                count = data.count(b"HTTP/1.1")
+                known = self._v11_known = count > 0 and data.count(b"HTTP/") == count
+        else:
+            known = False
+        if known:
             version = "1.1"
         else:
             version = parser.get_http_version()
@@ -309,16 +315,21 @@ class HTTPProtocol(Connection):
         else:
             match, params = found
             route = match.routes.get(method)
-            if self._last and method == "GET" and _WS in match.routes:
+            if (
+                self._last
+                and method == "GET"
+                and _WS in match.routes
+                and self._current is None
+                and not self._queue
+            ):
                 # WebSocket integration point: an Upgrade request on a WebSocket route is
                 # handed to flowcoro.http.ws (handshake, then transport.set_protocol); nothing
                 # else of this request runs here.
-                if self._current is None and not self._queue:
-                    from flowcoro.http.ws._server import upgrade
+                from flowcoro.http.ws._server import upgrade
 
-                    req.path_params = params
-                    upgrade(self, req, match.routes[_WS].handler)
-                    return
+                req.path_params = params
+                upgrade(self, req, match.routes[_WS].handler)
+                return
             if route is None:
                 req._endpoint = state.fallback
                 req._allow = match.allow

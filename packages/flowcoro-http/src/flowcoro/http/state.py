@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from flowcoro.core.logger import get_logger
 from flowcoro.http._date import date_line
 from flowcoro.http.exceptions import ExceptionHandlers
 from flowcoro.http.limits import HTTPLimits
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
 
 __all__ = ["RequestObserver", "ServerState"]
 
+_log = get_logger("flowcoro.http")
+_access_log = get_logger("flowcoro.http.access")
+
 
 class RequestObserver:
     """What ``flowcoro_http_observers`` returns: called synchronously around every request."""
@@ -29,6 +33,53 @@ class RequestObserver:
         self, request: Request, route: str | None, status: int, duration: float
     ) -> None:  # pragma: no cover - interface
         pass
+
+
+Started = Callable[[Request], object]
+Finished = Callable[[Request, "str | None", int, float], object]
+
+
+def _nothing(*args: Any) -> None:
+    return None
+
+
+def _compose(observers: tuple[RequestObserver, ...], access_log: bool) -> tuple[Started, Finished]:
+    """One ``on_start(request)`` and one ``on_finish(request, route, status, duration)`` for the
+    protocol to call: the observer's own bound methods when there is exactly one (the common
+    case: no wrapper frame), else a function calling each in turn. The protocol logs what
+    ``on_finish`` raises; with several observers one failing does not skip the others."""
+    if len(observers) == 1 and not access_log:
+        return observers[0].request_started, observers[0].request_finished
+    starts = tuple(o.request_started for o in observers)
+    finishes = tuple((o, o.request_finished) for o in observers)
+
+    def on_start(request: Request) -> None:
+        for start in starts:
+            start(request)
+
+    def on_finish(request: Request, route: str | None, status: int, duration: float) -> None:
+        for observer, finish in finishes:
+            try:
+                finish(request, route, status, duration)
+            except Exception:
+                _log.exception("http.observer_failed", observer=repr(observer))
+        if access_log:
+            _log_access(request, status, duration)
+
+    return (on_start if starts else _nothing), on_finish
+
+
+def _log_access(req: Request, status: int, duration: float) -> None:
+    client = f"{req.client[0]}:{req.client[1]}" if req.client else "-"
+    _access_log.info(
+        "http.request",
+        client=client,
+        method=req.method,
+        path=req.path,
+        version=req.http_version,
+        status=status,
+        duration_ms=round(duration * 1000, 3),
+    )
 
 
 class ServerState:
@@ -62,8 +113,10 @@ class ServerState:
         self.max_keepalive_requests = limits.max_keepalive_requests
         self.max_concurrency = limits.max_concurrency
         self.keepalive_timeout = limits.keepalive_timeout
-        # Observers or an access log: only then is the clock read per request.
+        # Observers or an access log: only then is the clock read per request (one
+        # perf_counter pair), and each side is one call, composed here rather than per request.
         self.watched = bool(self.observers) or access_log
+        self.on_start, self.on_finish = _compose(self.observers, access_log)
         self.targets: dict[bytes, tuple[str, bytes, Any]] = {}
         self.conns: set[HTTPProtocol] = set()
         self.now = 0.0
