@@ -212,6 +212,10 @@ class _RoomClient(asyncio.Protocol):
         if self.count >= self.expect and not self.got.done():
             self.got.set_result(None)
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.joined.done():
+            self.joined.set_exception(ConnectionError("closed before joining"))
+
 
 def load_broadcast(port: int, clients: int) -> None:
     import uvloop
@@ -227,12 +231,20 @@ def load_broadcast(port: int, clients: int) -> None:
         sem = asyncio.Semaphore(200)
 
         async def join() -> _RoomClient:
-            async with sem:
-                _, proto = await loop.create_connection(
-                    lambda: _RoomClient(2 + len(text)), "127.0.0.1", port
-                )
-                await proto.joined
-                return proto
+            # 10,000 handshakes on a busy machine: one that times out is retried.
+            for attempt in range(5):
+                async with sem:
+                    _, proto = await loop.create_connection(
+                        lambda: _RoomClient(2 + len(text)), "127.0.0.1", port
+                    )
+                    try:
+                        await asyncio.wait_for(proto.joined, 30)
+                        return proto
+                    except (TimeoutError, ConnectionError):
+                        proto.transport.abort()  # type: ignore[union-attr]
+                        if attempt == 4:
+                            raise
+            raise AssertionError("unreachable")
 
         members = await asyncio.gather(*(join() for _ in range(clients)))
         await asyncio.sleep(0.5)

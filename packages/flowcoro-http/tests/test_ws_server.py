@@ -350,9 +350,11 @@ async def test_read_backpressure_pauses_reading() -> None:
     app = make_app()
     gate = asyncio.Event()
     got: list[object] = []
+    sockets: list[WebSocket] = []
 
     @app.websocket("/ws", max_queue=4, compression=None)
     async def slow(ws: WebSocket) -> None:
+        sockets.append(ws)
         await gate.wait()
         got.append(ws._read_paused)
         async for message in ws:
@@ -366,7 +368,10 @@ async def test_read_backpressure_pauses_reading() -> None:
     ):
         for i in range(20):
             await client.send(str(i))
-        await asyncio.sleep(0.1)
+        for _ in range(500):  # until the server has stopped reading (bounded wait)
+            if sockets and sockets[0]._read_paused:
+                break
+            await asyncio.sleep(0.01)
         gate.set()
         assert await client.recv() == "done"
     assert got[0] is True
