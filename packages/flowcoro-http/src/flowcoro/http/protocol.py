@@ -185,11 +185,15 @@ class HTTPProtocol(Connection):
             return
         if self._in_head:
             # The header block spans reads: bound it while it arrives, one read at a time.
+            state = self._s
             if self._fresh:
+                # The head started in this read: its deadline starts now (set here rather than
+                # in on_url, so a head that completes in the read it starts in never sets it).
                 self._head_bytes = self._head_size()
+                self._kind = _HEAD
+                self._deadline = state.now + state.header_timeout
             else:
                 self._head_bytes += len(data)
-            state = self._s
             if self._head_bytes > state.max_header_size:
                 self._reject(_Reject(431, "the request header block is too large"))
             elif len(self._headers) > state.max_header_count:
@@ -223,9 +227,6 @@ class HTTPProtocol(Connection):
         self._cl = None
         self._te = False
         self._expect = False
-        state = self._s
-        self._kind = _HEAD
-        self._deadline = state.now + state.header_timeout
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # Count and size are checked per read (data_received) and when the block completes;

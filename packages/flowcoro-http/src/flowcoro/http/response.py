@@ -81,8 +81,8 @@ class Response:
         media_type: str | None = None,
     ) -> None:
         self.status = status
-        if type(body) is not bytes:
-            if isinstance(body, str):
+        if body.__class__ is not bytes:
+            if body.__class__ is str or isinstance(body, str):
                 body = body.encode(self.charset)
                 if (
                     media_type is not None
