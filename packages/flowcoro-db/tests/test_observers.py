@@ -20,7 +20,7 @@ from flowcoro.core import hookimpl
 from flowcoro.core.plugins import Plugins, set_plugins
 from flowcoro.db import Database
 from flowcoro.db.errors import DBError
-from flowcoro.db.observers import QueryInfo, load_observers, operation_of
+from flowcoro.db.observers import InfoCache, QueryInfo, load_observers, operation_of
 from flowcoro.db.redis import Redis, RedisCommandError
 
 
@@ -287,3 +287,59 @@ async def test_redis_without_observers_and_with_a_failing_one(redis_url: str) ->
         await plain.aclose()
         await r.aclose()
     assert broken.calls == 2
+
+
+async def test_a_single_failing_observer_is_ignored(tmp_path: Path) -> None:
+    for where in ("start", "finish"):
+        broken = Broken(where)
+        with observing(broken):
+            db = Database(f"sqlite:///{tmp_path}/obs.db")
+        async with db:
+            assert await db.fetchval("SELECT ?", 7) == 7
+            with pytest.raises(DBError):
+                await db.fetchval("SELECT * FROM nope")
+        assert broken.calls == (2 if where == "start" else 4)
+
+
+def test_info_cache_is_bounded() -> None:
+    made: list[str] = []
+
+    def make(key: str) -> QueryInfo:
+        made.append(key)
+        return QueryInfo("sqlite", operation_of(key), key, None, None, None, None)
+
+    cache = InfoCache(make, limit=2)
+    for key in ("SELECT 1", "SELECT 2", "SELECT 1", "SELECT 3", "SELECT 3"):
+        assert cache.get(key).statement == key
+    assert made == ["SELECT 1", "SELECT 2", "SELECT 3", "SELECT 3"]
+
+
+class Stop(BaseException):
+    pass
+
+
+class Stopping(Recorder):
+    def query_started(self, info: QueryInfo) -> QueryInfo:
+        raise Stop
+
+
+async def test_several_observers_see_errors_and_a_base_exception_propagates(
+    tmp_path: Path,
+) -> None:
+    first, second = Recorder(), Recorder()
+    with observing(first, second):
+        db = Database(f"sqlite:///{tmp_path}/obs.db")
+    async with db:
+        with pytest.raises(DBError):
+            await db.fetchval("SELECT * FROM nope")
+    for recorder in (first, second):
+        assert recorder.operations() == ["SELECT"]
+        assert isinstance(recorder.finished[0][1], DBError)
+    # A BaseException from query_started (KeyboardInterrupt, SystemExit) is not swallowed, and
+    # the statement that never ran leaves no un-awaited coroutine behind (warnings are errors).
+    for observers in ((Stopping(),), (Recorder(), Stopping())):
+        with observing(*observers):
+            db = Database(f"sqlite:///{tmp_path}/obs.db")
+        async with db:
+            with pytest.raises(Stop):
+                await db.fetchval("SELECT 1")

@@ -22,7 +22,13 @@ from flowcoro.db.errors import (
     DBTimeoutError,
     TransactionError,
 )
-from flowcoro.db.observers import QueryInfo, load_observers, observed, operation_of
+from flowcoro.db.observers import (
+    InfoCache,
+    QueryInfo,
+    load_observers,
+    observed,
+    operation_of,
+)
 from flowcoro.db.session import Connection, Transaction, check_isolation, run_with_backoff
 from flowcoro.db.url import parse_url
 
@@ -132,13 +138,7 @@ class Database(Component):
         self._background: set[asyncio.Task[None]] = set()
         # Asked once: with none registered a statement pays one truth test (flowcoro.db.observers).
         self._observers = load_observers()
-        parsed = self.url
-        self._info_base = (
-            driver_cls.PLUGIN_NAME,
-            parsed.database or None,
-            parsed.host,
-            parsed.port,
-        )
+        self._infos = InfoCache(self._query_info)
         self._statements = self._errors = self._conn_errors = 0
         self._timeouts = self._cancelled = self._retried = 0
 
@@ -373,11 +373,19 @@ class Database(Component):
             return result
 
     def _query_info(self, sql: str) -> QueryInfo:
-        system, namespace, host, port = self._info_base
-        return QueryInfo(system, operation_of(sql), sql, namespace, host, port, self._pool.name)
+        url = self.url
+        return QueryInfo(
+            self.driver.PLUGIN_NAME,
+            operation_of(sql),
+            sql,
+            url.database or None,
+            url.host,
+            url.port,
+            self._pool.name,
+        )
 
     def _observed(self, statement: Coroutine[Any, Any, T], sql: str) -> Coroutine[Any, Any, T]:
-        return observed(self._observers, self._query_info(sql), statement)
+        return observed(self._observers, self._infos.get(sql), statement)
 
     async def _get(self, limit: float | None) -> DriverConnection:
         pool = self._pool

@@ -12,10 +12,17 @@ keep them cheap. One that raises is logged once and otherwise ignored; the query
 from __future__ import annotations
 
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NamedTuple, Protocol, TypeVar
 
-__all__ = ["QueryInfo", "QueryObserver", "load_observers", "observed", "operation_of"]
+__all__ = [
+    "InfoCache",
+    "QueryInfo",
+    "QueryObserver",
+    "load_observers",
+    "observed",
+    "operation_of",
+]
 
 T = TypeVar("T")
 
@@ -71,12 +78,32 @@ async def observed(
     observers: Sequence[QueryObserver], info: QueryInfo, work: Coroutine[Any, Any, T]
 ) -> T:
     """Await ``work`` between the observers' ``query_started`` and ``query_finished``."""
+    error: BaseException | None = None
+    if len(observers) == 1:  # the usual case (flowcoro-observe alone): no token list
+        observer = observers[0]
+        try:
+            token = observer.query_started(info)
+        except Exception as exc:
+            _log_failure(observer, exc)
+            return await work
+        except BaseException:
+            work.close()  # never awaited: close it quietly
+            raise
+        try:
+            return await work
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            try:
+                observer.query_finished(token, error)
+            except Exception as exc:
+                _log_failure(observer, exc)
     try:
         tokens = started(observers, info)
     except BaseException:
-        work.close()  # never awaited: close it quietly
+        work.close()
         raise
-    error: BaseException | None = None
     try:
         return await work
     except BaseException as exc:
@@ -84,6 +111,26 @@ async def observed(
         raise
     finally:
         finished(observers, tokens, error)
+
+
+class InfoCache:
+    """`QueryInfo` per statement text or command name, built once: statements repeat. Bounded:
+    past ``limit`` distinct keys new ones are built each time rather than kept."""
+
+    __slots__ = ("_infos", "_limit", "_make")
+
+    def __init__(self, make: Callable[[Any], QueryInfo], limit: int = 1024) -> None:
+        self._make = make
+        self._limit = limit
+        self._infos: dict[Any, QueryInfo] = {}
+
+    def get(self, key: Any) -> QueryInfo:
+        info = self._infos.get(key)
+        if info is None:
+            info = self._make(key)
+            if len(self._infos) < self._limit:
+                self._infos[key] = info
+        return info
 
 
 def started(observers: Sequence[QueryObserver], info: QueryInfo) -> list[Any]:

@@ -14,7 +14,7 @@ from flowcoro.core.abc import Component
 from flowcoro.core.deadline import effective_timeout
 from flowcoro.core.errors import ClosedResourceError
 from flowcoro.db.errors import DBConnectionError, DBTimeoutError
-from flowcoro.db.observers import QueryInfo, load_observers, observed
+from flowcoro.db.observers import InfoCache, QueryInfo, load_observers, observed
 from flowcoro.db.redis._resp import pack_command
 from flowcoro.db.redis.commands import Commands, Key, Transform, Value
 from flowcoro.db.redis.config import RedisConfig
@@ -100,6 +100,7 @@ class Redis(Commands, Component):
         self._dedicated_sem = asyncio.Semaphore(self.config.max_dedicated)
         # Asked once: with none registered a command pays one truth test (flowcoro.db.observers).
         self._observers = load_observers()
+        self._infos = InfoCache(self._command_info, 256)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Redis:
@@ -116,7 +117,7 @@ class Redis(Commands, Component):
         self, args: tuple[Any, ...], transform: Transform = None, observe: bool = True
     ) -> Any:
         if observe and self._observers:
-            return await self._observed(self._execute(args, transform, False), _name(args[0]))
+            return await self._observed(self._execute(args, transform, False), args[0])
         # Only the caller's deadline needs a timer per command; command_timeout is enforced by
         # one stall watchdog per connection (see RedisConnection).
         limit = effective_timeout(None)
@@ -137,19 +138,21 @@ class Redis(Commands, Component):
                 handle.cancel()
         return reply if transform is None else transform(reply)
 
-    def _observed(self, work: Coroutine[Any, Any, T], operation: bytes) -> Coroutine[Any, Any, T]:
+    def _observed(self, work: Coroutine[Any, Any, T], command: Any) -> Coroutine[Any, Any, T]:
+        return observed(self._observers, self._infos.get(command), work)
+
+    def _command_info(self, command: Any) -> QueryInfo:
         config = self.config
         unix = config.unix_path
-        info = QueryInfo(
+        return QueryInfo(
             "redis",
-            operation.decode(),
+            _name(command).decode(),
             None,
             str(config.db),
             unix if unix is not None else config.host,
             None if unix is not None else config.port,
             self.name,
         )
-        return observed(self._observers, info, work)
 
     def _expire(self, fut: asyncio.Future[Any], timeout: float, command: object) -> None:
         """The caller's deadline passed: fail this command only; its reply is dropped later."""
@@ -296,9 +299,7 @@ class Redis(Commands, Component):
     ) -> Any:
         """Send one command on ``conn`` (a dedicated connection) and wait for its reply."""
         if observe and self._observers:
-            return await self._observed(
-                self.run_on(conn, args, timeout, transform, False), _name(args[0])
-            )
+            return await self._observed(self.run_on(conn, args, timeout, transform, False), args[0])
         self._stats.commands += 1
         fut = conn.submit(pack_command(args))
         try:
