@@ -2,9 +2,10 @@
 
 `from_asgi(asgi_app)` returns a flowcoro `App` whose catch-all route is an `ASGIBridge`: it
 builds the ``http`` scope from the `Request`, feeds ``receive`` from the request body as it
-arrives, and turns the ``send`` messages into a response. The application runs in its own task
-(so work it does after the last body message, such as Starlette background tasks, never delays
-the response). A response whose first body message is also its last is sent as one buffer with
+arrives, and turns the ``send`` messages into a response. The application's first step runs
+inside the handler (no task for an application that answers without waiting); once it suspends
+it continues in a task of its own, so work it does after the last body message (Starlette
+background tasks) never delays the response. A response whose first body message is also its last is sent as one buffer with
 ``Content-Length``; otherwise it is streamed (chunked unless the application declared a
 ``Content-Length``), one message at a time: ``send`` waits until the previous chunk has been
 handed to the socket, so a slow client slows the application down. ``http.response.pathsend``
@@ -91,21 +92,26 @@ class _Exchange:
         "closed",
         "done",
         "error",
+        "failure",
         "finished",
         "headers",
         "length",
         "media_type",
         "over",
         "reader",
+        "ready",
         "request",
         "response",
         "status",
         "writer",
     )
 
-    def __init__(self, request: Request, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, request: Request) -> None:
         self.request = request
-        self.response: asyncio.Future[Response] = loop.create_future()
+        # The answer for the handler; a future only when the handler has to wait for it.
+        self.response: Response | None = None
+        self.failure: BaseException | None = None
+        self.ready: asyncio.Future[None] | None = None
         self.done: asyncio.Future[None] | None = None  # set when the exchange is over
         self.body_iter: AsyncIterator[bytes] | None = None
         self.body_done = False
@@ -189,10 +195,33 @@ class _Exchange:
                 connection=self.request._conn,
             )
             resp.headers = self.headers
-            self.response.set_result(resp)
+            self._answer(resp)
             self._over()
             return
         raise RuntimeError(f"ASGI: unexpected message type {kind!r} on an http scope")
+
+    @property
+    def answered(self) -> bool:
+        return self.response is not None or self.failure is not None
+
+    def _answer(self, response: Response) -> None:
+        self.response = response
+        ready = self.ready
+        if ready is not None and not ready.done():
+            ready.set_result(None)
+
+    def refuse(self, exc: BaseException) -> None:
+        """No response: the handler raises ``exc``."""
+        self.failure = exc
+        ready = self.ready
+        if ready is not None and not ready.done():
+            ready.set_result(None)
+
+    def outcome(self) -> Response:
+        if self.failure is not None:
+            raise self.failure
+        assert self.response is not None
+        return self.response
 
     def _head(self, message: dict[str, Any]) -> None:
         status = message["status"]
@@ -229,7 +258,7 @@ class _Exchange:
         else:
             resp = Response(bytes(body), self.status, None, self.media_type)
         resp.headers = self.headers
-        self.response.set_result(resp)
+        self._answer(resp)
         self._over()
 
     def _start_stream(self) -> None:
@@ -238,7 +267,7 @@ class _Exchange:
             self._stream(), self.status, None, self.media_type, content_length=self.length
         )
         resp.headers = self.headers
-        self.response.set_result(resp)
+        self._answer(resp)
 
     async def _push(self, body: bytes, more: bool) -> None:
         self._check_open()
@@ -352,7 +381,7 @@ class ASGIBridge:
 
     async def __call__(self, request: Request, **_: Any) -> Response:
         loop = asyncio.get_running_loop()
-        ex = _Exchange(request, loop)
+        ex = _Exchange(request)
         coro = self._run(self.scope(request), ex)
         # The application's first step runs right here, inside the handler: a response that
         # needs no waiting (the common case) costs no task. Only an application that suspends
@@ -366,27 +395,28 @@ class ASGIBridge:
             task = loop.create_task(_resume(coro, pending))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
-            if not ex.response.done():
+            if not ex.answered:
+                ready = ex.ready = loop.create_future()
                 try:
-                    return await ex.response
+                    await ready
                 except asyncio.CancelledError:
                     task.cancel()
                     raise
-        return ex.response.result()
+        return ex.outcome()
 
     async def _run(self, scope: dict[str, Any], ex: _Exchange) -> None:
         try:
             await self.app(scope, ex.receive, ex.send)
         except asyncio.CancelledError:
             # Shutdown cancelled the application: the handler answers 500 if it still waits.
-            if not ex.response.done():
-                ex.response.set_exception(RuntimeError("the ASGI application was cancelled"))
+            if not ex.answered:
+                ex.refuse(RuntimeError("the ASGI application was cancelled"))
             elif ex.chunks is not None and not ex.finished:
                 ex.fail(ConnectionAbortedError("the ASGI application was cancelled"))
             raise
         except Exception as exc:
-            if not ex.response.done():
-                ex.response.set_exception(exc)  # the handler raises it: a logged 500
+            if not ex.answered:
+                ex.refuse(exc)  # the handler raises it: a logged 500
             elif ex.chunks is not None and not ex.finished:
                 ex.fail(exc)  # the writer raises it: logged, connection aborted
             elif not isinstance(exc, ClientDisconnect):
@@ -397,10 +427,8 @@ class ASGIBridge:
                     exc_info=exc,
                 )
         else:
-            if not ex.response.done():
-                ex.response.set_exception(
-                    RuntimeError("the ASGI application returned without sending a response")
-                )
+            if not ex.answered:
+                ex.refuse(RuntimeError("the ASGI application returned without sending a response"))
             elif ex.chunks is not None and not ex.finished:
                 ex.fail(RuntimeError("the ASGI application returned mid-response"))
         finally:
