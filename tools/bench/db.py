@@ -349,6 +349,8 @@ def _unshadow() -> None:
 
 
 def main(argv: list[str]) -> int:
+    # The bare client against the bare peer: no instrumentation plugin (observe) rides along.
+    os.environ.setdefault("FLOWCORO_PLUGINS", "core,db")
     _unshadow()
     if argv[:1] == ["--worker"]:
         return _worker_main(argv[1:])

@@ -194,6 +194,8 @@ def _spread(values: list[float]) -> float:
 
 
 def main(argv: list[str]) -> int:
+    # The bare client against the bare peer: no instrumentation plugin (observe) rides along.
+    os.environ.setdefault("FLOWCORO_PLUGINS", "core,db")
     if "--worker" in argv:
         return worker(argv)
     opts = {"rounds": "5", "duration": "2", "concurrency": "50", "batch": "100", "loop": "uvloop"}
