@@ -1,7 +1,8 @@
 """HTTP server benchmark: flowcoro-http against the raw httptools protocol and its peers.
 
-``./tools/dev bench http [--rounds=N] [--duration=S] [--servers=a,b] [--no-c10k]`` (flags with
-values in the ``--flag=value`` form: tools/bench/run.py takes bare words for benchmark names)
+``./tools/dev bench http [--rounds=N] [--duration=S] [--servers=a,b] [--no-c10k] [--micro]``
+(flags with values in the ``--flag=value`` form: tools/bench/run.py takes bare words for
+benchmark names; ``--micro`` measures the in-process cost per request only)
 
 Every server runs in the same run, one process on core 0 (``taskset -c 0``), wrk on core 1
 (``taskset -c 1 wrk -t1 -c100``), routes ``GET /`` (text) and ``GET /json``. Rounds are
@@ -260,6 +261,76 @@ def hold(port: int, count: int, seconds: float) -> None:
     print(f"held={held} errors={errors}", flush=True)
 
 
+def micro(batches: int = 25, batch: int = 5000) -> None:
+    """In-process cost of one request, without sockets: request bytes fed to a flowcoro
+    protocol's ``data_received`` (one request per call, as wrk sends them) with a transport that
+    only records writes, on uvloop, timed in CPU time (best of ``batches``). With and without a
+    no-op request observer."""
+    import asyncio
+    import gc
+
+    import uvloop
+
+    sys.path.insert(0, str(ROOT))
+    from examples.hello import app
+    from flowcoro.http import App
+    from flowcoro.http.protocol import HTTPProtocol
+
+    class Transport:
+        def write(self, data: bytes) -> None:
+            pass
+
+        def is_closing(self) -> bool:
+            return False
+
+        def get_extra_info(self, key: str, default: object = None) -> object:
+            return ("127.0.0.1", 40000) if key == "peername" else default
+
+        def close(self) -> None:
+            pass
+
+    class Observer:
+        def request_started(self, request: object) -> None:
+            pass
+
+        def request_finished(self, *args: object) -> None:
+            pass
+
+    def one(target: App, path: str) -> float:
+        state = target.wire()
+        state.max_keepalive_requests = 1 << 62  # measure requests, not reconnections
+        proto = HTTPProtocol(state)
+        proto.connection_made(Transport())  # type: ignore[arg-type]
+        feed = proto.data_received
+        data = b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
+        for _ in range(2000):
+            feed(data)
+        best = float("inf")
+        for _ in range(batches):
+            t0 = time.process_time()
+            for _ in range(batch):
+                feed(data)
+            best = min(best, time.process_time() - t0)
+        return best / batch * 1e6
+
+    async def main() -> None:
+        observed = App("observed")
+        for route in app.router.routes():
+            observed.add_route(route.path, route.handler, route.methods)
+        observed.add_observer(Observer())
+        loop = asyncio.get_running_loop()
+        for path in ("/", "/json"):
+            for label, target in (("no observer", app), ("no-op observer", observed)):
+                done = loop.create_future()
+                # Fed from a plain callback, as the event loop calls data_received.
+                loop.call_soon(lambda t=target, d=done, p=path: d.set_result(one(t, p)))
+                print(f"GET {path:6s} {label:15s} {await done:6.2f} us/request", flush=True)
+
+    gc.collect()
+    gc.freeze()
+    uvloop.run(main())
+
+
 def serve(name: str, port: int) -> None:
     _raise_nofile()
     if name == "flowcoro":
@@ -431,11 +502,21 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--paths", default="/,/json")
     parser.add_argument("--no-c10k", action="store_true")
+    parser.add_argument("--micro", action="store_true", help="in-process cost per request only")
+    parser.add_argument("--micro-run", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--c10k-duration", type=float, default=15.0)
     args = parser.parse_args(argv)
     if args.serve:
         serve(args.serve[0], int(args.serve[1]))
         return 0
+    if args.micro_run:
+        micro()
+        return 0
+    if args.micro:
+        # In its own process (run as a script: this module must not shadow the stdlib's http).
+        env = dict(os.environ, FLOWCORO_PLUGINS="http,net", PYTHONPATH=str(ROOT))
+        cmd = ["taskset", "-c", "0", sys.executable, str(HERE), "--micro-run"]
+        return subprocess.run(cmd, env=env, check=False).returncode
     if args.hold:
         hold(int(args.hold[0]), int(args.hold[1]), float(args.hold[2]))
         return 0
