@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 
 __all__ = ["WebSocket", "WebSocketClosed", "WebSocketError", "prepared"]
 
+# Module constants: an Enum member lookup per frame costs more than a global read.
+_TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
+_PONG, _CLOSE = Opcode.PONG, Opcode.CLOSE
+
 Data = str | bytes
 
 
@@ -165,37 +169,40 @@ class WebSocket(BaseProtocol):
     # -- sans-I/O plumbing ------------------------------------------------------------------
 
     def _process(self) -> None:
-        for event in self._proto.events_received():
+        proto = self._proto
+        for event in proto.events_received():
             if isinstance(event, Frame):
                 self._frame(event)
             else:
                 self._event(event)
-        self._flush()
+        # Most reads produce nothing to write (no pong, no close): skip the flush then.
+        if proto.writes or proto.state is not OPEN:
+            self._flush()
 
     def _event(self, event: Any) -> None:
         """A handshake event (the client's response); the client subclass handles it."""
 
     def _frame(self, frame: Frame) -> None:
         opcode = frame.opcode
-        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+        if opcode is _TEXT or opcode is _BINARY:
             if frame.fin:
-                self._message(bytes(frame.data), opcode is Opcode.TEXT)
+                self._message(bytes(frame.data), opcode is _TEXT)
             else:
                 self._frags = [bytes(frame.data)]
-                self._frag_text = opcode is Opcode.TEXT
-        elif opcode is Opcode.CONT:
+                self._frag_text = opcode is _TEXT
+        elif opcode is _CONT:
             self._frags.append(bytes(frame.data))
             if frame.fin:
                 data = b"".join(self._frags)
                 self._frags = []
                 self._message(data, self._frag_text)
-        elif opcode is Opcode.PONG:
+        elif opcode is _PONG:
             if self._ping_payload is not None and bytes(frame.data) == self._ping_payload:
                 self._ping_payload = None
                 if self._pong_handle is not None:
                     self._pong_handle.cancel()
                     self._pong_handle = None
-        elif opcode is Opcode.CLOSE:
+        elif opcode is _CLOSE:
             self._wake()
             self._expect_close()
 
