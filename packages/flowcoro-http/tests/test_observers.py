@@ -1,0 +1,72 @@
+"""Request observers on the protocol's fast path: one observer is called directly (no composed
+wrapper), and its failures are logged without affecting the response."""
+
+from __future__ import annotations
+
+import httpx
+from _http_helpers import captured_logs, make_app, serving
+
+from flowcoro.http import Request
+
+
+async def test_single_observer_is_called_directly_and_its_failure_is_logged() -> None:
+    app = make_app()
+    seen: list[tuple[str, str | None, int]] = []
+
+    class Failing:
+        def request_started(self, request: Request) -> None:
+            seen.append(("start", request.path, 0))
+
+        def request_finished(
+            self, request: Request, route: str | None, status: int, duration: float
+        ) -> None:
+            assert duration >= 0
+            seen.append(("end", route, status))
+            raise RuntimeError("observer bug")
+
+    observer = Failing()
+    app.add_observer(observer)
+
+    @app.get("/items/{id:int}")
+    async def item(request: Request, id: int) -> dict[str, int]:
+        return {"id": id}
+
+    state = app.wire()
+    # One observer and no access log: its own bound methods, no wrapper in between.
+    assert state.on_start == observer.request_started
+    assert state.on_finish == observer.request_finished
+
+    with captured_logs() as records:
+        async with (
+            serving(app) as (_, port),
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+        ):
+            first = await client.get("/items/7")
+            second = await client.get("/items/8")
+    assert (first.status_code, first.json()) == (200, {"id": 7})
+    assert (second.status_code, second.json()) == (200, {"id": 8})
+    assert seen == [
+        ("start", "/items/7", 0),
+        ("end", "/items/{id:int}", 200),
+        ("start", "/items/8", 0),
+        ("end", "/items/{id:int}", 200),
+    ]
+    assert sum(r.get("event") == "http.observer_failed" for r in records) == 2
+
+
+async def test_access_log_without_observers() -> None:
+    app = make_app()
+    app.access_log = True
+
+    @app.get("/")
+    async def index(request: Request) -> str:
+        return "ok"
+
+    with captured_logs() as records:
+        async with (
+            serving(app) as (_, port),
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+        ):
+            assert (await client.get("/")).text == "ok"
+    access = [r for r in records if r.get("event") == "http.request"]
+    assert [(r["method"], r["path"], r["status"]) for r in access] == [("GET", "/", 200)]
