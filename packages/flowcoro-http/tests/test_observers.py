@@ -7,13 +7,14 @@ import httpx
 from _http_helpers import captured_logs, make_app, serving
 
 from flowcoro.http import Request
+from flowcoro.http.state import RequestObserver
 
 
 async def test_single_observer_is_called_directly_and_its_failure_is_logged() -> None:
     app = make_app()
     seen: list[tuple[str, str | None, int]] = []
 
-    class Failing:
+    class Failing(RequestObserver):
         def request_started(self, request: Request) -> None:
             seen.append(("start", request.path, 0))
 
