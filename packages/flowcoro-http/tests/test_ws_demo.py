@@ -1,5 +1,5 @@
 """The demo's chat (examples/demo): its page is served and two clients in one room talk.
-(The issue's headless-browser test of this page is not written yet: see WEBSOCKET.md.)"""
+(The headless-browser test of this page is in test_ws_browser.py.)"""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from flowcoro.http._version import __version__
 from flowcoro.http.app import App
+from flowcoro.http.asgi import from_asgi, is_asgi_app
 from flowcoro.http.client import Client
 from flowcoro.http.datastructures import MultiDict, QueryParams, State
 from flowcoro.http.errors import (
@@ -31,6 +32,7 @@ from flowcoro.http.response import (
     StreamingResponse,
 )
 from flowcoro.http.routing import Route, Router
+from flowcoro.http.staticfiles import FileResponse, StaticFiles, file_response
 from flowcoro.http.ws import Hub, WebSocket, WebSocketClosed, WSOptions, connect_ws
 
 __all__ = [
@@ -66,6 +68,12 @@ __all__ = [
     "HeaderValueError",
     "ExceptionHandlers",
     "problem",
+    # static files and ASGI
+    "StaticFiles",
+    "FileResponse",
+    "file_response",
+    "from_asgi",
+    "is_asgi_app",
     # client
     "Client",
     # WebSocket (flowcoro.http.ws)

@@ -5,13 +5,13 @@ builds the ``http`` scope from the `Request`, feeds ``receive`` from the request
 arrives, and turns the ``send`` messages into a response. The application's first step runs
 inside the handler (no task for an application that answers without waiting); once it suspends
 it continues in a task of its own, so work it does after the last body message (Starlette
-background tasks) never delays the response. A response whose first body message is also its last is sent as one buffer with
-``Content-Length``; otherwise it is streamed (chunked unless the application declared a
-``Content-Length``), one message at a time: ``send`` waits until the previous chunk has been
-handed to the socket, so a slow client slows the application down. ``http.response.pathsend``
-is supported (a file sent by the server, like `FileResponse`). After the response, or once the
-client went away mid-stream, ``receive`` answers ``http.disconnect``; ``send`` on a closed
-stream raises `ClientDisconnect` (an `OSError`, as ASGI spec 2.4 asks).
+background tasks) never delays the response. A response whose first body message is also its
+last is sent as one buffer with ``Content-Length``; otherwise it is streamed (chunked unless the
+application declared a ``Content-Length``), one message at a time: ``send`` waits until the
+previous chunk has been handed to the socket, so a slow client slows the application down.
+``http.response.pathsend`` is supported (a file sent by the server, like `FileResponse`). After
+the response, or once the client went away mid-stream, ``receive`` answers ``http.disconnect``;
+``send`` on a closed stream raises `ClientDisconnect` (an `OSError`, as ASGI spec 2.4 asks).
 
 TODO(websocket issue): the ``websocket`` scope is not served yet; upgrade requests reach the
 application as plain ``http`` requests. The hook is `ASGIBridge.websocket_scope`.
