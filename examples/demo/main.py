@@ -58,6 +58,7 @@ async def self_check(host: str, port: int) -> int:
     paths = [
         ("GET", "/", 200),
         ("POST", "/api/orders?count=50", 200),
+        ("GET", "/api/runs", 200),
         ("GET", "/api/health", 200),
         ("GET", "/api/stream", 200),
         ("GET", "/api/hello/demo", 200),

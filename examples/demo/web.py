@@ -9,6 +9,8 @@ Pages and endpoints (see the README for what to open):
 - ``GET /api/stream`` — a streamed response: one line per tick, flow-controlled.
 - ``GET /api/hello/{name}`` — a typed path parameter and the request id in the log context.
 - ``POST /api/echo`` — the body back (streamed in, bounded by the body limit).
+- ``GET /api/runs`` — the pipeline runs recorded in the database (flowcoro-db): SQLite in a
+  temporary file by default, PostgreSQL (or MySQL) when ``FLOWCORO_DB_URL`` is set.
 - ``GET /api/upstream`` — an outbound call with `flowcoro.http.Client`: the app asks a service
   (itself, on loopback) for its health, as one service calling another would.
 - ``/static/...`` — static files from ``examples/demo/static`` (``app.static``).
@@ -19,6 +21,7 @@ Pages and endpoints (see the README for what to open):
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from typing import Any
 from pipeline import run_pipeline
 
 from flowcoro.core import bind_context, get_logger
+from flowcoro.db import Database
 from flowcoro.http import (
     App,
     CallNext,
@@ -52,6 +56,8 @@ PAGE = """<!doctype html>
 <li><a href="/api/orders?count=200">/api/orders?count=200</a> &mdash; run the order pipeline
   (bounded Channel &rarr; 4 workers in a scope &rarr; Pool + deadlines &rarr; thread offload
   &rarr; pub/sub aggregator) and see its totals</li>
+<li><a href="/api/runs">/api/runs</a> &mdash; the runs recorded in the database (SQLite by
+  default; PostgreSQL when <code>FLOWCORO_DB_URL</code> is set)</li>
 <li><a href="/api/health">/api/health</a> &mdash; health report (turns 503 while draining)</li>
 <li><a href="/api/stream">/api/stream</a> &mdash; a streamed response, one line per tick</li>
 <li><a href="/api/hello/world">/api/hello/world</a> &mdash; path parameters, request ids</li>
@@ -72,6 +78,19 @@ def build_app(**settings: Any) -> App:
     app.static("/static", Path(__file__).resolve().parent / "static")
     # One pooled client for the app's outbound calls, opened and closed with the app.
     client = Client(timeout=2.0)
+    # The database is a component: opened before serving, closed after, its health check in
+    # app.health. FLOWCORO_DB_URL (the db_url setting) picks the database.
+    default_db = f"sqlite:///{Path(tempfile.gettempdir()) / 'flowcoro-demo.db'}"
+    db = Database(app.settings.get("db_url") or default_db, name="demo-db", min_size=1)
+    app.add_component(db)
+
+    @app.on_startup
+    async def schema() -> None:
+        await db.execute(
+            "CREATE TABLE IF NOT EXISTS demo_runs (orders INTEGER NOT NULL,"
+            " revenue DOUBLE PRECISION NOT NULL, late INTEGER NOT NULL,"
+            " at_unix DOUBLE PRECISION NOT NULL)"
+        )
 
     @app.on_shutdown
     async def close_client() -> None:
@@ -103,6 +122,13 @@ def build_app(**settings: Any) -> App:
         totals = await run_pipeline(app, orders=count)
         history.append(totals)
         del history[:-20]
+        await db.execute(
+            "INSERT INTO demo_runs (orders, revenue, late, at_unix) VALUES (?, ?, ?, ?)",
+            int(totals["orders"]),
+            round(totals["revenue"], 2),
+            int(totals["late"]),
+            time.time(),
+        )
         log.info("demo.orders", count=count)
         return JSONResponse(
             {
@@ -110,6 +136,23 @@ def build_app(**settings: Any) -> App:
                 "revenue": round(totals["revenue"], 2),
                 "late": int(totals["late"]),
                 "seconds": round(time.perf_counter() - started, 3),
+            }
+        )
+
+    @app.get("/api/runs")
+    async def runs(request: Request) -> Response:
+        summary = await db.fetchrow(
+            "SELECT count(*) AS runs, coalesce(sum(orders), 0) AS orders FROM demo_runs"
+        )
+        last = await db.fetch(
+            "SELECT orders, revenue, late FROM demo_runs ORDER BY at_unix DESC LIMIT 5"
+        )
+        return JSONResponse(
+            {
+                "database": db.url.scheme,
+                "runs": int(summary["runs"]) if summary else 0,
+                "orders": int(summary["orders"]) if summary else 0,
+                "last": [dict(row) for row in last],
             }
         )
 

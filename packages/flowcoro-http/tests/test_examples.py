@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -36,17 +33,3 @@ async def test_hello_routes() -> None:
         assert (r.content, r.headers["content-type"]) == (b"<x/>", "text/xml")
         assert (await client.get("/users/12")).json() == {"id": 12}
         assert (await client.get("/users/twelve")).status_code == 404
-
-
-def test_web_demo_self_check() -> None:
-    env = dict(os.environ, FLOWCORO_PLUGINS="http,net")
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "demo" / "main.py"), "--check", "--port", "0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "serving on http://127.0.0.1:" in result.stdout
-    assert result.stdout.count(" ok") >= 6

@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 import httpx
-from _http_helpers import plugins, serving
 from websockets.asyncio.client import connect
 
-DEMO = Path(__file__).resolve().parents[3] / "examples" / "demo"
+from flowcoro.net import Limits
+
+DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo"
 
 
 def load_demo() -> object:
@@ -29,8 +30,10 @@ def load_demo() -> object:
 
 
 async def test_demo_chat_room() -> None:
-    app = load_demo().build_app(plugins=plugins())  # type: ignore[attr-defined]
-    async with serving(app) as (_, port):
+    app = load_demo().build_app()  # type: ignore[attr-defined]
+    server = await app.serve("127.0.0.1", 0, net_limits=Limits(idle_timeout=None))
+    port = server.port
+    try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             page = await http.get("/static/chat.html")
             assert page.status_code == 200
@@ -45,3 +48,6 @@ async def test_demo_chat_room() -> None:
             assert await asyncio.wait_for(eve.recv(), 5) == "eve: anyone?"
             await bob.send("bob: hello")
             assert await asyncio.wait_for(alice.recv(), 5) == "bob: hello"
+    finally:
+        await server.shutdown(2.0)
+        await app.stop()
