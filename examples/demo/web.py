@@ -81,7 +81,8 @@ def build_app(**settings: Any) -> App:
     # The database is a component: opened before serving, closed after, its health check in
     # app.health. FLOWCORO_DB_URL (the db_url setting) picks the database.
     default_db = f"sqlite:///{Path(tempfile.gettempdir()) / 'flowcoro-demo.db'}"
-    db = Database(app.settings.get("db_url") or default_db, name="demo-db", min_size=1)
+    configured = "db_url" in app.settings and app.settings.source("db_url") != "default"
+    db = Database(app.settings["db_url"] if configured else default_db, name="demo-db")
     app.add_component(db)
 
     @app.on_startup
