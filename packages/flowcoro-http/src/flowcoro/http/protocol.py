@@ -43,6 +43,12 @@ _METHODS: dict[bytes, str] = {}
 _KNOWN = frozenset(m.encode() for m in METHODS)
 
 
+def _wants_websocket(headers: list[tuple[bytes, bytes]]) -> bool:
+    """The Upgrade header names websocket: another upgrade (``h2c``, sent by ``curl --http2``)
+    on a WebSocket route (every path of an ASGI app) is an ordinary request."""
+    return any(n == b"upgrade" and b"websocket" in v.lower() for n, v in headers)
+
+
 def _target(url: bytes, method: str) -> tuple[str, bytes]:
     """The request target as (decoded path, raw query); absolute-form targets are accepted."""
     if url[:1] == b"/":
@@ -322,6 +328,7 @@ class HTTPProtocol(Connection):
                 and _WS in match.routes
                 and self._current is None
                 and not self._queue
+                and _wants_websocket(self._headers)
             ):
                 # WebSocket integration point: an Upgrade request on a WebSocket route is
                 # handed to flowcoro.http.ws (handshake, then transport.set_protocol); nothing

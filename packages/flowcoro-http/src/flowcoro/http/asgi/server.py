@@ -13,8 +13,8 @@ previous chunk has been handed to the socket, so a slow client slows the applica
 the response, or once the client went away mid-stream, ``receive`` answers ``http.disconnect``;
 ``send`` on a closed stream raises `ClientDisconnect` (an `OSError`, as ASGI spec 2.4 asks).
 
-TODO(websocket issue): the ``websocket`` scope is not served yet; upgrade requests reach the
-application as plain ``http`` requests. The hook is `ASGIBridge.websocket_scope`.
+WebSocket Upgrade requests run the application with a ``websocket`` scope
+(`flowcoro.http.asgi._websocket`): the 101 is written when it sends ``websocket.accept``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from flowcoro.http.asgi.lifespan import Lifespan, Mode
 from flowcoro.http.errors import ClientDisconnect
 from flowcoro.http.request import Request
 from flowcoro.http.response import Response, StreamingResponse
-from flowcoro.http.routing import METHODS
+from flowcoro.http.routing import METHODS, WEBSOCKET
+from flowcoro.http.ws._options import WSOptions
 
 __all__ = ["ASGIBridge", "from_asgi", "is_asgi_app"]
 
@@ -375,9 +376,34 @@ class ASGIBridge:
             scope["state"] = lifespan.state.copy()
         return scope
 
-    def websocket_scope(self, request: Request) -> None:  # pragma: no cover - TODO hook
-        """TODO(websocket issue): build the ``websocket`` scope for an upgrade request."""
-        raise NotImplementedError("the ASGI websocket scope comes with the WebSocket issue")
+    def websocket_scope(self, request: Request) -> dict[str, Any]:
+        """The ``websocket`` scope of an Upgrade request."""
+        path = request.path
+        subprotocols: list[str] = []
+        for name, value in request._raw_headers:
+            if name == b"sec-websocket-protocol":
+                subprotocols.extend(
+                    p.strip() for p in value.decode("latin-1").split(",") if p.strip()
+                )
+        scope: dict[str, Any] = {
+            "type": "websocket",
+            "asgi": _ASGI,
+            "http_version": request.http_version,
+            "scheme": "wss" if self.scheme == "https" else "ws",
+            "path": path,
+            "raw_path": _raw_path(path),
+            "query_string": request.query_string,
+            "root_path": self.root_path,
+            "headers": request._raw_headers,
+            "client": request.client,
+            "server": None,
+            "subprotocols": subprotocols,
+            "extensions": {},
+        }
+        lifespan = self.lifespan
+        if lifespan is not None:
+            scope["state"] = lifespan.state.copy()
+        return scope
 
     async def __call__(self, request: Request, **_: Any) -> Response:
         loop = asyncio.get_running_loop()
@@ -461,17 +487,24 @@ def from_asgi(
     name: str = "asgi",
     lifespan: Mode = "auto",
     root_path: str = "",
+    websocket: WSOptions | None = None,
     **app_options: Any,
 ) -> Any:
-    """A flowcoro `App` serving ``asgi_app`` for every path and method; its startup and
-    shutdown drive the ASGI lifespan. ``app_options`` go to `flowcoro.http.App`."""
+    """A flowcoro `App` serving ``asgi_app`` for every path and method, and every WebSocket
+    Upgrade (with the ``websocket`` options, `flowcoro.http.ws.WSOptions`; defaults when
+    None); its startup and shutdown drive the ASGI lifespan. ``app_options`` go to
+    `flowcoro.http.App`."""
     from flowcoro.http.app import App
+    from flowcoro.http.asgi._websocket import ASGIWebSocketRoute
 
     app = App(name, **app_options)
     span = Lifespan(asgi_app, lifespan)
     bridge = ASGIBridge(asgi_app, lifespan=span, root_path=root_path)
     app.add_route("/", bridge, METHODS)
     app.add_route("/{path:path}", bridge, METHODS)
+    ws_route = ASGIWebSocketRoute(bridge, websocket if websocket is not None else WSOptions())
+    app.add_route("/", ws_route, (WEBSOCKET,))
+    app.add_route("/{path:path}", ws_route, (WEBSOCKET,))
     app.on_startup(span.startup)
 
     @app.on_shutdown

@@ -67,6 +67,12 @@ class WebSocketRoute:
 
 def upgrade(http: HTTPProtocol, req: Request, route: WebSocketRoute) -> None:
     """Answer the handshake on ``http``'s transport and hand the transport to a `WebSocket`."""
+    take_over = getattr(route, "take_over", None)
+    if take_over is not None:
+        # The ASGI ``websocket`` scope (flowcoro.http.asgi._websocket): the application
+        # decides whether to accept, so that route completes the handshake itself, later.
+        take_over(http, req)
+        return
     transport = http.transport
     assert transport is not None
     options = route.options
