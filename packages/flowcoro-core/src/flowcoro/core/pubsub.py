@@ -23,24 +23,21 @@ if TYPE_CHECKING:
 
     from flowcoro.core.settings import Settings
 
-__all__ = ["MemoryBroker", "MemorySubscription"]
+__all__ = ["BoundedSubscription", "MemoryBroker", "MemorySubscription"]
 
 DEFAULT_BACKLOG = 1000
 
 
-class MemorySubscription(Subscription):
-    __slots__ = ("_backlog", "_broker", "_closed", "_waiter", "channels", "dropped", "patterns")
+class BoundedSubscription(Subscription):
+    """A subscription with a bounded backlog, shared by the brokers (memory here, Redis in
+    flowcoro-db): a full backlog drops its oldest message and counts it in `dropped`, so a slow
+    reader never slows the publisher. A broker hands messages over with `_deliver`, ends the
+    subscription with `_close`, and forgets it in `_detach` (called once, by `aclose`)."""
 
-    def __init__(
-        self,
-        broker: MemoryBroker,
-        channels: tuple[str, ...],
-        patterns: tuple[tuple[str, re.Pattern[str]], ...],
-        backlog: int,
-    ) -> None:
-        self._broker = broker
+    __slots__ = ("_backlog", "_closed", "_waiter", "channels", "dropped")
+
+    def __init__(self, channels: tuple[str, ...], backlog: int) -> None:
         self.channels = channels
-        self.patterns = patterns
         self._backlog: deque[Message] = deque(maxlen=backlog)
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
@@ -76,14 +73,38 @@ class MemorySubscription(Subscription):
             except ClosedResourceError:
                 return
 
-    async def aclose(self) -> None:
-        if self._closed:
-            return
+    def _close(self) -> None:
+        """End the subscription: a waiting reader wakes; what is buffered can still be read."""
         self._closed = True
-        self._broker._remove(self)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def _detach(self) -> None:
+        """Remove this subscription from its broker (override)."""
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._close()
+            self._detach()
+
+
+class MemorySubscription(BoundedSubscription):
+    __slots__ = ("_broker", "patterns")
+
+    def __init__(
+        self,
+        broker: MemoryBroker,
+        channels: tuple[str, ...],
+        patterns: tuple[tuple[str, re.Pattern[str]], ...],
+        backlog: int,
+    ) -> None:
+        super().__init__(channels, backlog)
+        self._broker = broker
+        self.patterns = patterns
+
+    def _detach(self) -> None:
+        self._broker._remove(self)
 
 
 class MemoryBroker(PubSubBroker):

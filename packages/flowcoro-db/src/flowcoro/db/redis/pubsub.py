@@ -15,13 +15,12 @@ and every channel and pattern is subscribed again. Messages published while disc
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from flowcoro.core.abc import Message, PubSubBroker, Subscription
+from flowcoro.core.abc import Message, PubSubBroker
 from flowcoro.core.deadline import effective_timeout
 from flowcoro.core.errors import ClosedResourceError
+from flowcoro.core.pubsub import BoundedSubscription
 from flowcoro.db.errors import DBConnectionError, DBError, DBTimeoutError
 from flowcoro.db.redis._resp import ProtocolError, ReplyError, pack_command
 from flowcoro.db.redis.config import RedisConfig
@@ -83,62 +82,20 @@ class _PubSubConnection(RedisConnection):
         self._owner._on_lost(self)
 
 
-class RedisSubscription(Subscription):
+class RedisSubscription(BoundedSubscription):
     """Messages for some channels and patterns; iterate it, close it to unsubscribe."""
 
-    __slots__ = ("_backlog", "_closed", "_owner", "_waiter", "channels", "dropped", "patterns")
+    __slots__ = ("_owner", "patterns")
 
     def __init__(
         self, owner: PubSub, channels: tuple[str, ...], patterns: tuple[str, ...], backlog: int
     ) -> None:
+        super().__init__(channels, backlog)
         self._owner = owner
-        self.channels = channels
         self.patterns = patterns
-        self._backlog: deque[Message] = deque(maxlen=backlog)
-        self._waiter: asyncio.Future[None] | None = None
-        self._closed = False
-        self.dropped = 0
 
-    def _deliver(self, message: Message) -> None:
-        if len(self._backlog) == self._backlog.maxlen:
-            self.dropped += 1  # the deque drops the oldest on append
-        self._backlog.append(message)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def get(self) -> Message:
-        """The next message; `ClosedResourceError` once the subscription is closed and drained."""
-        while not self._backlog:
-            if self._closed:
-                raise ClosedResourceError("subscription is closed")
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return self._backlog.popleft()
-
-    def __aiter__(self) -> AsyncIterator[Message]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[Message]:
-        while True:
-            try:
-                yield await self.get()
-            except ClosedResourceError:
-                return
-
-    def _close(self) -> None:
-        self._closed = True
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._close()
-            self._owner._remove(self)
+    def _detach(self) -> None:
+        self._owner._remove(self)
 
 
 class PubSub:
