@@ -22,7 +22,7 @@ from flowcoro.http.middleware import Middleware, compose, make_endpoint
 from flowcoro.http.protocol import HTTPProtocol, RequestObserver, ServerState
 from flowcoro.http.request import Request
 from flowcoro.http.response import Response
-from flowcoro.http.routing import Route, Router
+from flowcoro.http.routing import Route, RouteDecorators, Router
 
 if TYPE_CHECKING:
     import ssl as _ssl
@@ -73,7 +73,7 @@ async def _fallback(request: Request) -> Response:
     raise HTTPException(405, f"{request.method} is not allowed here", headers={"allow": allow})
 
 
-class App(CoreApp):
+class App(CoreApp, RouteDecorators):
     """An HTTP application: ``@app.get("/users/{id:int}")`` and friends, then `serve`."""
 
     def __init__(
@@ -126,49 +126,6 @@ class App(CoreApp):
         return self.router.add_route(
             path, handler, methods, name=name, middleware=middleware, max_body_size=max_body_size
         )
-
-    def route(
-        self,
-        path: str,
-        methods: Iterable[str] = ("GET",),
-        *,
-        name: str | None = None,
-        middleware: Sequence[Middleware] = (),
-        max_body_size: int | None = None,
-    ) -> Callable[[H], H]:
-        def decorate(handler: H) -> H:
-            self.add_route(
-                path,
-                handler,
-                methods,
-                name=name,
-                middleware=middleware,
-                max_body_size=max_body_size,
-            )
-            return handler
-
-        return decorate
-
-    def get(self, path: str, **kw: Any) -> Callable[[H], H]:
-        return self.route(path, ("GET",), **kw)
-
-    def post(self, path: str, **kw: Any) -> Callable[[H], H]:
-        return self.route(path, ("POST",), **kw)
-
-    def put(self, path: str, **kw: Any) -> Callable[[H], H]:
-        return self.route(path, ("PUT",), **kw)
-
-    def patch(self, path: str, **kw: Any) -> Callable[[H], H]:
-        return self.route(path, ("PATCH",), **kw)
-
-    def delete(self, path: str, **kw: Any) -> Callable[[H], H]:
-        return self.route(path, ("DELETE",), **kw)
-
-    def head(self, path: str, **kw: Any) -> Callable[[H], H]:
-        return self.route(path, ("HEAD",), **kw)
-
-    def options(self, path: str, **kw: Any) -> Callable[[H], H]:
-        return self.route(path, ("OPTIONS",), **kw)
 
     def websocket(self, path: str, **options: Any) -> Callable[[H], H]:
         """``@app.websocket("/ws/{room}")``: ``async def h(ws, room)`` serves WebSocket

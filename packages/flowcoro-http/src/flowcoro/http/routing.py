@@ -178,17 +178,9 @@ class _Node:
         self.match: Match | None = None
 
 
-class Router:
-    """Routes, decorators to add them, and sub-routers mounted under a prefix."""
-
-    def __init__(self, *, middleware: Sequence[Middleware] = ()) -> None:
-        self.middleware: list[Middleware] = list(middleware)
-        self._routes: list[Route] = []
-        self._mounts: list[tuple[str, Router]] = []
-        self._static: dict[str, Match] | None = None
-        self._root: _Node | None = None
-
-    # -- declaring routes ---------------------------------------------------------------
+class RouteDecorators:
+    """``route`` / ``get`` / ``post`` / ... decorators over ``add_route``, shared by `Router`
+    and the HTTP `App`."""
 
     def add_route(
         self,
@@ -200,17 +192,7 @@ class Router:
         middleware: Sequence[Middleware] = (),
         max_body_size: int | None = None,
     ) -> Route:
-        route = Route(
-            path,
-            handler,
-            methods,
-            name=name,
-            middleware=middleware,
-            max_body_size=max_body_size,
-        )
-        self._routes.append(route)
-        self._static = None
-        return route
+        raise NotImplementedError
 
     def route(
         self,
@@ -254,6 +236,41 @@ class Router:
 
     def options(self, path: str, **kw: Any) -> Callable[[H], H]:
         return self.route(path, ("OPTIONS",), **kw)
+
+
+class Router(RouteDecorators):
+    """Routes, decorators to add them, and sub-routers mounted under a prefix."""
+
+    def __init__(self, *, middleware: Sequence[Middleware] = ()) -> None:
+        self.middleware: list[Middleware] = list(middleware)
+        self._routes: list[Route] = []
+        self._mounts: list[tuple[str, Router]] = []
+        self._static: dict[str, Match] | None = None
+        self._root: _Node | None = None
+
+    # -- declaring routes ---------------------------------------------------------------
+
+    def add_route(
+        self,
+        path: str,
+        handler: Handler,
+        methods: Iterable[str] = ("GET",),
+        *,
+        name: str | None = None,
+        middleware: Sequence[Middleware] = (),
+        max_body_size: int | None = None,
+    ) -> Route:
+        route = Route(
+            path,
+            handler,
+            methods,
+            name=name,
+            middleware=middleware,
+            max_body_size=max_body_size,
+        )
+        self._routes.append(route)
+        self._static = None
+        return route
 
     def mount(self, prefix: str, router: Router) -> None:
         """Serve ``router``'s routes under ``prefix`` (its middleware wraps only its routes).
