@@ -17,14 +17,10 @@ pytest.importorskip("flowcoro.observe")
 http = pytest.importorskip("flowcoro.http")
 
 import httpx  # noqa: E402
-from opentelemetry import trace  # noqa: E402
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E402
     InMemorySpanExporter,
 )
 from opentelemetry.trace import SpanKind  # noqa: E402
-from opentelemetry.util._once import Once  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 import flowcoro.core.plugins as plugins_module  # noqa: E402
@@ -36,24 +32,6 @@ from flowcoro.db import Database  # noqa: E402
 
 SECRET = "s3cret-value"
 TABLE = f"secrets_{uuid.uuid4().hex[:12]}"  # the PostgreSQL server is shared
-
-
-def _reset_global_provider() -> None:
-    # OpenTelemetry allows setting the global provider once per process; tests need several.
-    trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
-    trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def exporter() -> Iterator[InMemorySpanExporter]:
-    _reset_global_provider()
-    memory = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    trace.set_tracer_provider(provider)
-    yield memory
-    provider.shutdown()
-    _reset_global_provider()
 
 
 @pytest.fixture
@@ -97,14 +75,14 @@ async def serving(host: Plugins, db: Database) -> AsyncIterator[httpx.AsyncClien
 
 
 async def check(
-    host: Plugins, exporter: InMemorySpanExporter, db: Database, system: str, query: str
+    host: Plugins, span_exporter: InMemorySpanExporter, db: Database, system: str, query: str
 ) -> None:
     async with serving(host, db) as client:
-        exporter.clear()
+        span_exporter.clear()
         response = await client.get("/secret/1")
         assert response.status_code == 200
         assert response.json() == {"secret": SECRET}
-        spans = exporter.get_finished_spans()
+        spans = span_exporter.get_finished_spans()
         scrape = (await client.get("/metrics")).text
     server = next(s for s in spans if s.kind is SpanKind.SERVER)
     assert server.name == "GET /secret/{id:int}"
@@ -135,21 +113,21 @@ async def check(
 
 
 async def test_http_to_sqlite_trace_and_metrics(
-    host: Plugins, exporter: InMemorySpanExporter, tmp_path: Path
+    host: Plugins, span_exporter: InMemorySpanExporter, tmp_path: Path
 ) -> None:
     db = Database(f"sqlite:///{tmp_path}/observe.db", name=f"it{uuid.uuid4().hex[:6]}")
     await check(
-        host, exporter, db, "sqlite", f"SELECT secret FROM {TABLE} WHERE id = ? AND secret = ?"
+        host, span_exporter, db, "sqlite", f"SELECT secret FROM {TABLE} WHERE id = ? AND secret = ?"
     )
 
 
 async def test_http_to_postgres_trace_and_metrics(
-    host: Plugins, exporter: InMemorySpanExporter, postgres_dsn: str
+    host: Plugins, span_exporter: InMemorySpanExporter, postgres_dsn: str
 ) -> None:
     db = Database(postgres_dsn, name=f"it{uuid.uuid4().hex[:6]}")
     await check(
         host,
-        exporter,
+        span_exporter,
         db,
         "postgresql",
         f"SELECT secret FROM {TABLE} WHERE id = $1 AND secret = $2",

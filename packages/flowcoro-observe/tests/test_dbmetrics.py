@@ -1,18 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import NamedTuple
 
-import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from opentelemetry.util._once import Once
 from prometheus_client.parser import text_string_to_metric_families
 
 from flowcoro.observe import QueryMetrics, client_span, render
+from flowcoro.observe.testing import reset_global_tracer_provider
 from flowcoro.observe.tracing import _UNSAMPLED
 
 
@@ -26,24 +21,7 @@ class Info(NamedTuple):
     pool_name: str | None = None
 
 
-def _reset() -> None:
-    trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
-    trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def exporter() -> Iterator[InMemorySpanExporter]:
-    _reset()
-    memory = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    trace.set_tracer_provider(provider)
-    yield memory
-    provider.shutdown()
-    _reset()
-
-
-def test_query_spans_are_children_with_db_attributes(exporter: InMemorySpanExporter) -> None:
+def test_query_spans_are_children_with_db_attributes(span_exporter: InMemorySpanExporter) -> None:
     queries = QueryMetrics()
     select = Info(
         "postgresql", "SELECT", "SELECT * FROM t WHERE id = $1", "test", "127.0.0.1", 5432, "db"
@@ -53,7 +31,7 @@ def test_query_spans_are_children_with_db_attributes(exporter: InMemorySpanExpor
         queries.query_finished(token, None)
         token = queries.query_started(Info("redis", "GET", pool_name="cache"))
         queries.query_finished(token, ConnectionResetError("gone"))
-    spans = {s.name: s for s in exporter.get_finished_spans()}
+    spans = {s.name: s for s in span_exporter.get_finished_spans()}
     query = spans["SELECT test"]
     assert query.kind is SpanKind.CLIENT
     assert query.parent is not None
@@ -87,7 +65,9 @@ def test_query_spans_are_children_with_db_attributes(exporter: InMemorySpanExpor
     assert got[("db_client_operation_duration_seconds_count", bad)] == 1
 
 
-def test_no_span_without_tracing_or_in_a_dropped_request(exporter: InMemorySpanExporter) -> None:
+def test_no_span_without_tracing_or_in_a_dropped_request(
+    span_exporter: InMemorySpanExporter,
+) -> None:
     queries = QueryMetrics()
     token = _UNSAMPLED.set(True)
     try:
@@ -96,6 +76,6 @@ def test_no_span_without_tracing_or_in_a_dropped_request(exporter: InMemorySpanE
         _UNSAMPLED.reset(token)
     assert started[1] is None
     queries.query_finished(started, None)
-    _reset()  # API only: no provider, no spans
+    reset_global_tracer_provider()  # API only: no provider, no spans
     assert queries.query_started(Info("sqlite", "SELECT"))[1] is None
-    assert exporter.get_finished_spans() == ()
+    assert span_exporter.get_finished_spans() == ()

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from opentelemetry.util._once import Once
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
 )
@@ -28,23 +24,6 @@ http = pytest.importorskip("flowcoro.http")
 http_plugin = pytest.importorskip("flowcoro.http.plugin")
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
-
-
-def _reset_global_provider() -> None:
-    trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
-    trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def exporter() -> Iterator[InMemorySpanExporter]:
-    _reset_global_provider()
-    memory = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    trace.set_tracer_provider(provider)
-    yield memory
-    provider.shutdown()
-    _reset_global_provider()
 
 
 def build(**settings: Any) -> Any:
@@ -129,7 +108,7 @@ async def test_request_metrics_after_a_known_sequence(monkeypatch: pytest.Monkey
         assert count(again, "GET", "/readyz", "5xx") == 1
 
 
-async def test_traces_and_exemplars_over_http(exporter: InMemorySpanExporter) -> None:
+async def test_traces_and_exemplars_over_http(span_exporter: InMemorySpanExporter) -> None:
     app = build(tracing="on")
     async with serving(app) as client:
         headers = {"traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"}
@@ -138,7 +117,7 @@ async def test_traces_and_exemplars_over_http(exporter: InMemorySpanExporter) ->
         response = await client.get("/metrics", headers={"accept": "application/openmetrics-text"})
         assert response.headers["content-type"].startswith("application/openmetrics-text")
         families = {f.name: f for f in parse_openmetrics(response.text)}
-    spans = {s.name: s for s in exporter.get_finished_spans()}
+    spans = {s.name: s for s in span_exporter.get_finished_spans()}
     server = spans["GET /users/{id:int}"]
     db = spans["SELECT users"]
     assert server.kind is SpanKind.SERVER

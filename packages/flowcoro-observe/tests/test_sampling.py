@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -16,24 +15,19 @@ from opentelemetry.sdk.trace.sampling import (
     ParentBased,
     TraceIdRatioBased,
 )
-from opentelemetry.util._once import Once
 
 import flowcoro.observe.plugin as plugin
 from flowcoro.observe import RequestMetrics, TracingMiddleware, client_span, configure_tracing
 from flowcoro.observe._sampling import HeadSampler, PresetIdGenerator
 from flowcoro.observe.multiprocess import ENV_DIR
+from flowcoro.observe.testing import reset_global_tracer_provider
 from flowcoro.observe.tracing import trace_log_fields
-
-
-def _reset() -> None:
-    trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
-    trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
 
 
 def configured(
     monkeypatch: pytest.MonkeyPatch, sampler: str, arg: str | None = None
 ) -> tuple[Any, InMemorySpanExporter]:
-    _reset()
+    reset_global_tracer_provider()
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", sampler)
     if arg is not None:
         monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", arg)
@@ -46,7 +40,7 @@ def configured(
 @pytest.fixture(autouse=True)
 def _clean() -> Iterator[None]:
     yield
-    _reset()
+    reset_global_tracer_provider()
 
 
 class Request:

@@ -2,17 +2,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, StatusCode
-from opentelemetry.util._once import Once
 
 from flowcoro.observe import (
     Observe,
@@ -25,27 +22,10 @@ from flowcoro.observe import (
     trace_log_fields,
 )
 from flowcoro.observe import tracing as tracing_module
+from flowcoro.observe.testing import reset_global_tracer_provider
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT = f"00-{TRACE_ID}-b7ad6b7169203331-01"
-
-
-def _reset_global_provider() -> None:
-    # OpenTelemetry allows setting the global provider once per process; tests need several.
-    trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
-    trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def exporter() -> Iterator[InMemorySpanExporter]:
-    _reset_global_provider()
-    memory = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    trace.set_tracer_provider(provider)
-    yield memory
-    provider.shutdown()
-    _reset_global_provider()
 
 
 class Request:
@@ -64,7 +44,7 @@ class Response:
 
 
 async def test_server_span_with_remote_parent_child_span_and_exemplar(
-    exporter: InMemorySpanExporter,
+    span_exporter: InMemorySpanExporter,
 ) -> None:
     metrics = RequestMetrics()
     middleware = TracingMiddleware(metrics)
@@ -89,7 +69,7 @@ async def test_server_span_with_remote_parent_child_span_and_exemplar(
     response = await middleware(Request(headers), handler)
     assert response.status == 200
     assert trace_log_fields() == {}  # detached after the request
-    spans = {s.name: s for s in exporter.get_finished_spans()}
+    spans = {s.name: s for s in span_exporter.get_finished_spans()}
     server = spans["GET /orders/{id}"]
     db = spans["SELECT orders"]
     assert server.kind is SpanKind.SERVER
@@ -117,7 +97,9 @@ async def test_server_span_with_remote_parent_child_span_and_exemplar(
     assert [e.labels["trace_id"] for e in exemplars] == [TRACE_ID]
 
 
-async def test_errors_late_routes_and_unsampled_requests(exporter: InMemorySpanExporter) -> None:
+async def test_errors_late_routes_and_unsampled_requests(
+    span_exporter: InMemorySpanExporter,
+) -> None:
     metrics = RequestMetrics()
     middleware = TracingMiddleware(metrics)
 
@@ -142,7 +124,7 @@ async def test_errors_late_routes_and_unsampled_requests(exporter: InMemorySpanE
         return NoStatus()
 
     await middleware(Request({"host": "[::1]:80"}, route=None), odd)
-    spans = exporter.get_finished_spans()
+    spans = span_exporter.get_finished_spans()
     failed, redis, late, unnamed = spans[0], spans[1], spans[2], spans[3]
     assert failed.status.status_code is StatusCode.ERROR
     assert (failed.attributes or {})["error.type"] == "RuntimeError"
@@ -157,7 +139,7 @@ async def test_errors_late_routes_and_unsampled_requests(exporter: InMemorySpanE
     assert (unnamed.attributes or {})["server.address"] == "[::1]:80"
 
     # Head sampling off: nothing recorded, no exemplar.
-    _reset_global_provider()
+    reset_global_tracer_provider()
     trace.set_tracer_provider(TracerProvider(sampler=ALWAYS_OFF))
     quiet = RequestMetrics()
 
@@ -193,7 +175,7 @@ def test_extract_context_from_mappings_and_multi_valued_headers() -> None:
 
 
 def test_configure_tracing_from_otel_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    _reset_global_provider()
+    reset_global_tracer_provider()
     try:
         monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
         assert configure_tracing() is None
@@ -203,31 +185,31 @@ def test_configure_tracing_from_otel_variables(monkeypatch: pytest.MonkeyPatch) 
         monkeypatch.setenv("OTEL_SERVICE_NAME", "orders")
         with pytest.raises(ObserveError, match="unknown exporter 'zipkin'"):
             configure_tracing("zipkin")
-        _reset_global_provider()
+        reset_global_tracer_provider()
         provider = configure_tracing("console, none")
         assert isinstance(provider, TracerProvider)
         assert provider.resource.attributes["service.name"] == "orders"
         assert "0.25" in provider.sampler.get_description()
         assert configure_tracing() is provider  # already installed: kept
         provider.shutdown()
-        _reset_global_provider()
+        reset_global_tracer_provider()
         monkeypatch.setitem(
             sys.modules, "opentelemetry.exporter.otlp.proto.http.trace_exporter", None
         )
         monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
         with pytest.raises(ObserveError, match="opentelemetry-exporter-otlp-proto-http"):
             configure_tracing()
-        _reset_global_provider()
+        reset_global_tracer_provider()
         monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)
         assert not tracing_module.sdk_available()
         with pytest.raises(ObserveError, match="opentelemetry-sdk is not installed"):
             configure_tracing()
     finally:
-        _reset_global_provider()
+        reset_global_tracer_provider()
 
 
 def test_tracing_setting_modes(monkeypatch: pytest.MonkeyPatch) -> None:
-    _reset_global_provider()
+    reset_global_tracer_provider()
     monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
     assert Observe(tracing="on").tracing_enabled
     assert not Observe(tracing="off").tracing_enabled
@@ -241,7 +223,7 @@ def test_tracing_setting_modes(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_observe_component_configures_and_flushes_tracing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _reset_global_provider()
+    reset_global_tracer_provider()
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
     observe = Observe(tracing="on")
     try:
@@ -251,7 +233,7 @@ async def test_observe_component_configures_and_flushes_tracing(
             pass
     finally:
         await observe.stop()
-        _reset_global_provider()
+        reset_global_tracer_provider()
     assert observe.tracer_provider is None
 
 
@@ -262,7 +244,7 @@ def _unused(*args: Any) -> None:
 async def test_core_log_records_carry_trace_and_span_ids(monkeypatch: pytest.MonkeyPatch) -> None:
     from flowcoro.core import logger
 
-    _reset_global_provider()
+    reset_global_tracer_provider()
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
     records: list[dict[str, Any]] = []
     logger.configure_logging(sinks=[logger.CallbackSink(records.append)])
@@ -278,7 +260,7 @@ async def test_core_log_records_carry_trace_and_span_ids(monkeypatch: pytest.Mon
         await observe.stop()
         assert logger.flush(5.0)
         logger.configure_logging(format="console")
-        _reset_global_provider()
+        reset_global_tracer_provider()
     inside = next(r for r in records if r.get("event") == "inside")
     outside = next(r for r in records if r.get("event") == "outside")
     assert inside["trace_id"] == f"{ids.trace_id:032x}"
