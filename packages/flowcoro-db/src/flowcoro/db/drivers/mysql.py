@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Sequence
 from typing import Any, ClassVar
 
 from flowcoro.db._errors import from_sqlstate
@@ -95,20 +95,24 @@ class MySQLConnection(DriverConnection):
         # always a tuple, even empty: asyncmy then runs the statement as a cached prepared
         # statement on the binary protocol (measured faster than text, e.g. SELECT 1 ~60 vs
         # ~95 us) and %-formatting undoes the %% the translator wrote
-        params = _adapt(args)
+        await self._bounded(cur.execute(sql, _adapt(args)), timeout)
+        return cur
+
+    async def _bounded(self, statement: Awaitable[Any], timeout: float | None) -> None:
+        """Await a statement within ``timeout``; on expiry stop it on the server (KILL QUERY
+        from another connection) and close this one. Driver errors are translated."""
         try:
             if timeout is None:
-                await cur.execute(sql, params)
+                await statement
             else:
                 async with asyncio.timeout(timeout):
-                    await cur.execute(sql, params)
+                    await statement
         except TimeoutError as exc:
             self._driver.kill_query(self._thread_id)
             self.raw.close()
             raise _translate(exc) from exc
         except Exception as exc:
             raise _translate(exc) from exc
-        return cur
 
     async def execute(self, sql: str, args: Sequence[Any], timeout: float | None) -> int:
         cur = await self._run(sql, args, timeout)
@@ -118,16 +122,7 @@ class MySQLConnection(DriverConnection):
         self, sql: str, args: Sequence[Sequence[Any]], timeout: float | None
     ) -> None:
         cur = self.raw.cursor()
-        rows = [_adapt(a) for a in args]
-        try:
-            async with asyncio.timeout(timeout):
-                await cur.executemany(sql, rows)
-        except TimeoutError as exc:
-            self._driver.kill_query(self._thread_id)
-            self.raw.close()
-            raise _translate(exc) from exc
-        except Exception as exc:
-            raise _translate(exc) from exc
+        await self._bounded(cur.executemany(sql, [_adapt(a) for a in args]), timeout)
 
     @staticmethod
     def _rows(cur: Any, rows: Sequence[Any]) -> list[Row]:
