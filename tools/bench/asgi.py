@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import sys
 
+from _common import ensure_modules, ensure_wrk, free_port
+
 if __name__ == "__main__":
     # Run as a script (a server subprocess), this directory comes first on sys.path, where its
     # http.py would shadow the standard library's ``http`` package.
     sys.path[:] = [p for p in sys.path if p and not p.rstrip("/").endswith("tools/bench")]
 
 import argparse
-import importlib.util
 import os
 import re
-import shutil
 import socket
 import statistics
 import subprocess
@@ -114,35 +114,20 @@ def serve(name: str, port: int) -> None:
 
 
 def _ensure_tools() -> list[str]:
-    if shutil.which("wrk") is None:
-        subprocess.run(["apt-get", "install", "-y", "wrk"], check=False, capture_output=True)
-        if shutil.which("wrk") is None:
-            raise SystemExit("bench asgi: wrk is missing and apt-get could not install it")
-    if importlib.util.find_spec("starlette") is None:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "starlette"], check=False)
+    ensure_wrk("asgi")
+    ensure_modules(["starlette"])
     usable = ["flowcoro"]
     for name, packages in PEERS.items():
-        need = [p for p in packages if importlib.util.find_spec(p) is None]
-        if need:
-            subprocess.run([sys.executable, "-m", "pip", "install", "-q", *need], check=False)
-            importlib.invalidate_caches()
-            if any(importlib.util.find_spec(p) is None for p in need):
-                print(f"skipping {name}: could not install {need}")
-                continue
+        if not ensure_modules(packages, why=name):
+            print(f"skipping {name}: could not install {packages}")
+            continue
         usable.append(name)
     return usable
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class Running:
     def __init__(self, name: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         env = dict(os.environ, FLOWCORO_PLUGINS="http,net", PYTHONPATH=str(APP_DIR))
         self.proc = subprocess.Popen(
             ["taskset", "-c", "0", sys.executable, str(HERE), "--serve", name, str(self.port)],

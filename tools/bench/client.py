@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import sys
 
+from _common import free_port
+
 if __name__ == "__main__":
     # Run as a script, this file's directory comes first on sys.path, where tools/bench/http.py
     # would shadow the standard library's ``http`` package.
@@ -165,13 +167,6 @@ def _ensure_peers(clients: list[str]) -> None:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -230,7 +225,7 @@ def main(argv: list[str]) -> int:
         if name not in CLIENTS:
             parser.error(f"unknown client {name!r}; choose from {', '.join(CLIENTS)}")
     _ensure_peers(clients)
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([*_taskset("0"), sys.executable, str(HERE), "--serve", str(port)])
     results: dict[str, list[float]] = {c: [] for c in clients}
     try:

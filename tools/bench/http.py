@@ -19,17 +19,17 @@ from __future__ import annotations
 
 import sys
 
+from _common import ensure_modules, ensure_wrk, free_port
+
 if __name__ == "__main__":
     # Run as a script, this file's directory comes first on sys.path, where this very file would
     # shadow the standard library's ``http`` package.
     sys.path[:] = [p for p in sys.path if p and not p.rstrip("/").endswith("tools/bench")]
 
 import argparse
-import importlib.util
 import os
 import re
 import resource
-import shutil
 import socket
 import statistics
 import subprocess
@@ -355,33 +355,15 @@ def serve(name: str, port: int) -> None:
 
 
 def _ensure_tools(servers: list[str]) -> list[str]:
-    if shutil.which("wrk") is None:
-        subprocess.run(["apt-get", "install", "-y", "wrk"], check=False, capture_output=True)
-        if shutil.which("wrk") is None:
-            raise SystemExit("bench http: wrk is missing and apt-get could not install it")
+    ensure_wrk("http")
     usable = []
     for name in servers:
-        need = [p for p in PEER_PACKAGES.get(name, []) if importlib.util.find_spec(p) is None]
-        if need:
-            print(f"installing {', '.join(need)} for {name} ...", flush=True)
-            subprocess.run(
-                [sys.executable, "-m", "pip", "install", "-q", *need],
-                check=False,
-                capture_output=True,
-            )
-            importlib.invalidate_caches()
-            if any(importlib.util.find_spec(p) is None for p in need):
-                print(f"  skipping {name}: could not install {need}")
-                continue
+        packages = PEER_PACKAGES.get(name, [])
+        if not ensure_modules(packages, why=name):
+            print(f"  skipping {name}: could not install {packages}")
+            continue
         usable.append(name)
     return usable
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
@@ -403,7 +385,7 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0)
 class Running:
     def __init__(self, name: str) -> None:
         self.name = name
-        self.port = _free_port()
+        self.port = free_port()
         env = dict(
             os.environ,
             FLOWCORO_PLUGINS="http,net",

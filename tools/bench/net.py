@@ -20,12 +20,13 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _common import free_port
 
 HERE = Path(__file__).resolve()
 
@@ -109,13 +110,6 @@ def client(port: int, connections: int, duration: float, size: int) -> None:
 # -- driver ----------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _pin(cpu: int) -> list[str]:
     return ["taskset", "-c", str(cpu)] if shutil.which("taskset") and os.cpu_count() else []
 
@@ -136,7 +130,7 @@ def _round(
     try:
         ports = {}
         for kind in kinds:
-            ports[kind] = port = _free_port()
+            ports[kind] = port = free_port()
             servers[kind] = subprocess.Popen(
                 [*_pin(0), sys.executable, str(HERE), "--serve", kind, str(port)],
                 stdout=subprocess.PIPE,

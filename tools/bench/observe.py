@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import sys
 
+from _common import ensure_wrk, free_port
+
 if __name__ == "__main__":
     # Run as a script (the server subprocess), this directory comes first on sys.path, where
     # tools/bench/http.py would shadow the standard library's ``http`` package.
@@ -30,8 +32,6 @@ if __name__ == "__main__":
 import argparse
 import os
 import re
-import shutil
-import socket
 import statistics
 import subprocess
 import time
@@ -78,27 +78,10 @@ def serve(port: int) -> None:
     uvloop.run(main())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _ensure_wrk() -> str:
-    found = shutil.which("wrk")
-    if found:
-        return found
-    subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, stdout=subprocess.DEVNULL)
-    found = shutil.which("wrk")
-    if not found:
-        raise SystemExit("bench observe: wrk is not installed and apt-get could not install it")
-    return found
 
 
 def _wrk(wrk: str, port: int, seconds: float, connections: int = 50) -> int:
@@ -124,7 +107,7 @@ def _wrk(wrk: str, port: int, seconds: float, connections: int = 50) -> int:
 
 
 def macro_round(wrk: str, name: str, duration: float) -> dict[str, float]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, **CONFIGS[name]}
     proc = subprocess.Popen(
         ["taskset", "-c", "0", sys.executable, str(HERE), "--serve", str(port)],
@@ -323,7 +306,7 @@ def main(argv: list[str]) -> int:
     if args.insitu is not None:
         print(insitu(args.insitu))
         return 0
-    wrk = _ensure_wrk()
+    wrk = ensure_wrk("observe")
     print(f"machine: {os.cpu_count()} cores, {_cpu_model()}; python {sys.version.split()[0]}")
     print(
         f"rounds: {args.rounds}; wrk -t1 -c50 -d{args.duration:g}s per configuration and round; "

@@ -21,6 +21,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from _common import free_port
+
 if __name__ == "__main__":
     # Run as a subprocess: this folder holds http.py, which must not hide the standard library.
     _here = str(Path(__file__).resolve().parent)
@@ -266,16 +268,8 @@ def _pin(core: int) -> list[str]:
     return ["taskset", "-c", str(core)] if shutil.which("taskset") else []
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _run_round(kind: str, server: str, args: argparse.Namespace) -> float:
-    port = _free_port()
+    port = free_port()
     srv = subprocess.Popen(
         [*_pin(0), sys.executable, str(HERE), f"--serve={server}", f"--port={port}"],
         stdout=subprocess.PIPE,

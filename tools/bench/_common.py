@@ -1,0 +1,44 @@
+"""Helpers every benchmark shares (standard library only, so a benchmark can import this module
+before it takes its own folder off ``sys.path``)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterable
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def ensure_wrk(bench: str) -> str:
+    """The path of ``wrk``, installed from Debian's packages when missing."""
+    found = shutil.which("wrk")
+    if found is None:
+        subprocess.run(["apt-get", "install", "-y", "wrk"], check=False, capture_output=True)
+        found = shutil.which("wrk")
+    if found is None:
+        raise SystemExit(f"bench {bench}: wrk is missing and apt-get could not install it")
+    return found
+
+
+def ensure_modules(modules: Iterable[str], *, why: str = "") -> bool:
+    """Install the missing ones of ``modules`` (import name = package name) into this
+    environment; True when all of them import afterwards."""
+    need = [m for m in modules if importlib.util.find_spec(m) is None]
+    if not need:
+        return True
+    print(f"installing {', '.join(need)}{f' for {why}' if why else ''} ...", flush=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", *need], check=False, capture_output=True
+    )
+    importlib.invalidate_caches()
+    return all(importlib.util.find_spec(m) is not None for m in need)
