@@ -7,7 +7,7 @@ import httpx
 from _http_helpers import captured_logs, make_app, serving
 
 from flowcoro.http import Request
-from flowcoro.http.state import RequestObserver
+from flowcoro.http.state import RequestObserver, ServerState
 
 
 async def test_single_observer_is_called_directly_and_its_failure_is_logged() -> None:
@@ -71,3 +71,53 @@ async def test_access_log_without_observers() -> None:
             assert (await client.get("/")).text == "ok"
     access = [r for r in records if r.get("event") == "http.request"]
     assert [(r["method"], r["path"], r["status"]) for r in access] == [("GET", "/", 200)]
+
+
+async def test_finish_only_observer_binds_the_server_and_reads_requests_in_flight() -> None:
+    """An observer without ``request_started`` costs no start call; ``bind_server`` hands it the
+    state whose ``active`` counts the requests being handled (here: the one asking)."""
+    app = make_app()
+    finished: list[tuple[str | None, int]] = []
+    bound: list[ServerState] = []
+    in_flight: list[int] = []
+
+    class FinishOnly:
+        def request_finished(
+            self, request: Request, route: str | None, status: int, duration: float
+        ) -> None:
+            finished.append((route, status))
+
+        def bind_server(self, state: ServerState) -> None:
+            bound.append(state)
+
+    app.add_observer(FinishOnly())  # type: ignore[arg-type]
+
+    @app.get("/busy")
+    async def busy(request: Request) -> str:
+        in_flight.append(bound[0].active)
+        return "ok"
+
+    state = app.wire()
+    assert state.on_start is None
+    assert bound == [state]
+    async with (
+        serving(app) as (_, port),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+    ):
+        assert (await client.get("/busy")).text == "ok"
+        assert (await client.get("/nowhere")).status_code == 404
+    assert in_flight == [1]
+    assert bound[0].active == 0
+    assert finished == [("/busy", 200), (None, 404)]
+
+
+def test_inherited_no_op_start_is_not_called() -> None:
+    class Subclassed(RequestObserver):
+        def request_finished(
+            self, request: Request, route: str | None, status: int, duration: float
+        ) -> None:
+            pass
+
+    observer = Subclassed()
+    state = ServerState(make_app().router, observers=[observer, observer])
+    assert state.on_start is None

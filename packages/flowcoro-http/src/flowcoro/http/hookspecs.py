@@ -29,5 +29,6 @@ def flowcoro_http_routes(app: App) -> list[Route]:
 
 @hookspec
 def flowcoro_http_observers(app: App) -> list[RequestObserver]:
-    """Return observers with ``request_started(request)`` and ``request_finished(request, route,
-    status, duration)``, called synchronously by the protocol around every request."""
+    """Return observers with ``request_finished(request, route, status, duration)`` (and, if
+    they need them, ``request_started(request)`` and ``bind_server(state)``; see
+    `RequestObserver`), called synchronously by the protocol around every request."""

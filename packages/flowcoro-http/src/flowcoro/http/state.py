@@ -24,7 +24,17 @@ _access_log = get_logger("flowcoro.http.access")
 
 
 class RequestObserver:
-    """What ``flowcoro_http_observers`` returns: called synchronously around every request."""
+    """What ``flowcoro_http_observers`` returns: called synchronously around every request.
+
+    ``request_finished`` is required. Two methods are optional (an observer that does not define
+    them, or inherits these no-ops, costs nothing for them):
+
+    - ``request_started(request)``: called when the handler starts. Leave it out when the
+      request count in flight is all it would serve: `ServerState.active` has it.
+    - ``bind_server(state)``: called once for each `ServerState` (one per served app) the
+      observer is attached to, before its first request; it may keep the state to read live
+      figures later (``state.active``: requests being handled now).
+    """
 
     def request_started(self, request: Request) -> None:  # pragma: no cover - interface
         pass
@@ -34,23 +44,33 @@ class RequestObserver:
     ) -> None:  # pragma: no cover - interface
         pass
 
+    def bind_server(self, state: ServerState) -> None:  # pragma: no cover - interface
+        pass
+
 
 Started = Callable[[Request], object]
 Finished = Callable[[Request, "str | None", int, float], object]
 
 
-def _nothing(*args: Any) -> None:
-    return None
+def _defines(observer: object, name: str) -> bool:
+    """The observer has its own ``name`` (not missing, not `RequestObserver`'s no-op)."""
+    method = getattr(type(observer), name, None)
+    if method is None:
+        return callable(getattr(observer, name, None))  # set on the instance
+    return method is not getattr(RequestObserver, name)
 
 
-def _compose(observers: tuple[RequestObserver, ...], access_log: bool) -> tuple[Started, Finished]:
-    """One ``on_start(request)`` and one ``on_finish(request, route, status, duration)`` for the
-    protocol to call: the observer's own bound methods when there is exactly one (the common
-    case: no wrapper frame), else a function calling each in turn. The protocol logs what
-    ``on_finish`` raises; with several observers one failing does not skip the others."""
+def _compose(
+    observers: tuple[RequestObserver, ...], access_log: bool
+) -> tuple[Started | None, Finished]:
+    """One ``on_start(request)`` (None when no observer wants it) and one ``on_finish(request,
+    route, status, duration)`` for the protocol to call: the observer's own bound methods when
+    there is exactly one (the common case: no wrapper frame), else a function calling each in
+    turn. The protocol logs what ``on_finish`` raises; with several observers one failing does
+    not skip the others."""
+    starts = tuple(o.request_started for o in observers if _defines(o, "request_started"))
     if len(observers) == 1 and not access_log:
-        return observers[0].request_started, observers[0].request_finished
-    starts = tuple(o.request_started for o in observers)
+        return (starts[0] if starts else None), observers[0].request_finished
     finishes = tuple((o, o.request_finished) for o in observers)
 
     def on_start(request: Request) -> None:
@@ -66,7 +86,7 @@ def _compose(observers: tuple[RequestObserver, ...], access_log: bool) -> tuple[
         if access_log:
             _log_access(request, status, duration)
 
-    return (on_start if starts else _nothing), on_finish
+    return (on_start if starts else None), on_finish
 
 
 def _log_access(req: Request, status: int, duration: float) -> None:
@@ -114,9 +134,13 @@ class ServerState:
         self.max_concurrency = limits.max_concurrency
         self.keepalive_timeout = limits.keepalive_timeout
         # Observers or an access log: only then is the clock read per request (one
-        # perf_counter pair), and each side is one call, composed here rather than per request.
+        # perf_counter pair), and each side is at most one call, composed here rather than
+        # per request.
         self.watched = bool(self.observers) or access_log
         self.on_start, self.on_finish = _compose(self.observers, access_log)
+        for observer in self.observers:
+            if _defines(observer, "bind_server"):
+                observer.bind_server(self)
         self.targets: dict[bytes, tuple[str, bytes, Any]] = {}
         self.conns: set[HTTPProtocol] = set()
         self.now = 0.0
