@@ -13,7 +13,7 @@ import asyncio
 import contextvars
 from asyncio.tasks import _current_tasks  # type: ignore[attr-defined]
 from collections import deque
-from collections.abc import AsyncIterable, Awaitable
+from collections.abc import AsyncIterable, Awaitable, Generator
 from contextvars import copy_context
 from time import perf_counter
 from typing import Any
@@ -24,12 +24,14 @@ from flowcoro.core.errors import BrokenResourceError
 from flowcoro.core.logger import get_logger
 from flowcoro.http._date import date_line
 from flowcoro.http._drive import (
-    NOTHING,
+    DONE,
+    FAILED,
     Driven,
     Ready,
-    Suspended,
+    Resumed,
     enter_task,
     leave_task,
+    new_driver,
 )
 from flowcoro.http.errors import ClientDisconnect
 from flowcoro.http.exceptions import problem
@@ -83,6 +85,7 @@ class Connection(BaseProtocol):
     flow control and keep-alive bookkeeping (the parsing half is `flowcoro.http.protocol`)."""
 
     __slots__ = (
+        "_box",
         "_busy",
         "_chunk",
         "_cl",
@@ -90,6 +93,7 @@ class Connection(BaseProtocol):
         "_current",
         "_data",
         "_deadline",
+        "_drv",
         "_expect",
         "_fresh",
         "_gone",
@@ -146,6 +150,8 @@ class Connection(BaseProtocol):
         self._chunk = 0
         self._data = b""
         self._v11_known: bool | None = None
+        self._drv: Generator[Any, Any, None] | None = None
+        self._box: list[Any] = [None]
 
     # -- connection lifecycle -----------------------------------------------------------
 
@@ -261,24 +267,32 @@ class Connection(BaseProtocol):
             # Called from inside another task (bytes fed by hand): the runner starts it.
             self._hand_off(req, coro, ctx)
             return
+        drv = self._drv
+        box = self._box
+        if drv is None:
+            drv = self._drv = new_driver(box)
+            drv.send(None)
         try:
-            try:
-                waiting = ctx.run(coro.send, None)
-            except StopIteration as stop:
-                result = stop.value
-                waiting = NOTHING
-            except Exception as exc:
-                coro = self._recover(req, exc)
-                try:
-                    waiting = ctx.run(coro.send, None)
-                except StopIteration as stop:
-                    result = stop.value
-                    waiting = NOTHING
+            out = ctx.run(drv.send, coro)
+            if out is FAILED:
+                error = box[0]
+                box[0] = None
+                out = ctx.run(drv.send, self._recover(req, error))
         finally:
             if current is None:
                 leave_task(loop, runner)
-        if waiting is not NOTHING:
-            self._hand_off(req, Suspended(coro, waiting), ctx)
+        if out is DONE:
+            result = box[0]
+            box[0] = None
+        elif out is FAILED:  # pragma: no cover - _recover answers every Exception itself
+            result = self._server_error(req, box[0])
+            box[0] = None
+        else:
+            # The handler waits: its driver goes with it to the runner; the next request on
+            # this connection gets a new one.
+            self._drv = None
+            self._box = [None]
+            self._hand_off(req, Resumed(drv, out, box), ctx)
             return
         if result.__class__ not in _PLAIN:
             if not isinstance(result, Response):

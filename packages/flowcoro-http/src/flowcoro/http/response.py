@@ -13,7 +13,7 @@ from http import HTTPStatus
 from typing import Any, Literal
 from urllib.parse import quote
 
-from flowcoro.http import _json
+from flowcoro.http._json import dumps as _dumps
 from flowcoro.http.cookies import build_set_cookie
 from flowcoro.http.headers import check_header
 
@@ -184,12 +184,37 @@ class Response:
         return f"{type(self).__name__}(status={self.status}, media_type={self.media_type!r})"
 
 
-class PlainTextResponse(Response):
+class _TextResponse(Response):
+    """A text body in its class's media type: the common call (a ``str``, no media type) sets
+    the four fields itself instead of going through `Response.__init__`'s conversions."""
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        body: bytes | str = b"",
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+    ) -> None:
+        if body.__class__ is not str or media_type is not None:
+            Response.__init__(self, body, status, headers, media_type)
+            return
+        self.status = status
+        self.body = body.encode(self.charset)
+        self.media_type = self.default_media_type
+        self.headers = None
+        if headers:
+            for name, value in headers.items():
+                self.set_header(name, value)
+
+
+class PlainTextResponse(_TextResponse):
     __slots__ = ()
     default_media_type = "text/plain; charset=utf-8"
 
 
-class HTMLResponse(Response):
+class HTMLResponse(_TextResponse):
     __slots__ = ()
     default_media_type = "text/html; charset=utf-8"
 
@@ -207,7 +232,14 @@ class JSONResponse(Response):
         headers: Mapping[str, str] | None = None,
         media_type: str | None = None,
     ) -> None:
-        super().__init__(_json.dumps(content), status, headers, media_type)
+        # Response.__init__'s work, inline (the body is bytes already): one call less.
+        self.status = status
+        self.body = _dumps(content)
+        self.media_type = self.default_media_type if media_type is None else media_type
+        self.headers = None
+        if headers:
+            for name, value in headers.items():
+                self.set_header(name, value)
 
 
 class StreamingResponse(Response):
