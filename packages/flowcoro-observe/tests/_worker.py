@@ -29,7 +29,6 @@ async def main(directory: str, requests: int, user: int) -> None:
 
     def record(n: int) -> None:
         for _ in range(n):
-            observe.http.request_started(_Request())
             observe.http.request_finished(_Request(), "/json", 200, 0.002)
 
     record(requests)

@@ -37,7 +37,6 @@ async def exposed_sample_names() -> set[str]:
     async with Pool(factory, name="db", close=close) as pool:
         async with pool.acquire():
             pass
-        observe.http.request_started(Req())
         observe.http.request_finished(Req(), "/json", 500, 0.01)
         CONNECTIONS.connection_opened(Req())
         CONNECTIONS.connection_closed(Req())

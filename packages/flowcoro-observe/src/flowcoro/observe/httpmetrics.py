@@ -1,89 +1,82 @@
-"""HTTP server request metrics: a request observer costing a few hundred nanoseconds a request.
+"""HTTP server request metrics: a request observer costing tens of nanoseconds a request.
 
-The HTTP protocol calls ``request_started(request)`` and
-``request_finished(request, route, status, duration)`` synchronously for every request. Here:
+flowcoro-http calls ``request_finished(request, route, status, duration)`` synchronously after
+every request; that is the only per-request call. It is the ``request_finished`` of a `Recorder`
+— the compiled ``flowcoro.observe._recorder`` when it was built, else its pure-Python twin
+``flowcoro.observe._pyrecorder`` — bound once, so the protocol calls it with no wrapper frame:
+the cell of (route template, method, status) gets one count in the duration's bucket and the
+duration added to its sum. Status classes, counts and the exposition are derived at scrape time.
 
-- ``request_started`` is ``functools.partial(next, itertools.count())``: a C call that advances a
-  counter and returns (``next(it, request)`` uses the request only as the ignored default). The
-  in-flight gauge is computed at scrape time as *started - finished*, so nothing else runs at the
-  start of a request.
-- ``request_finished`` finds the bucket list of (route template, method, status) in nested dicts
-  (a miss builds it once), adds one to the bucket chosen by ``bisect`` and the duration to the
-  sum. Status classes and the count are derived at scrape time.
+No ``request_started``: requests in flight are read at scrape time from the live
+``ServerState.active`` of every server the observer is bound to (``bind_server``, held weakly).
 
 Label cardinality is bounded: the route is the matched template (``"unmatched"`` when none
 matched, never the raw path), unknown methods collapse to ``_OTHER`` (as OpenTelemetry does), and
-statuses outside 100-599 to 0.
+statuses outside 100-599 to 0 (class ``other``).
 """
 
 from __future__ import annotations
 
-import itertools
-import re
+import os
 import time
+import weakref
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
-from functools import partial
 from typing import Any
 
 from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.samples import Exemplar
 
+from flowcoro.observe._pyrecorder import KNOWN_METHODS
+from flowcoro.observe._pyrecorder import Recorder as PyRecorder
 from flowcoro.observe.instruments import DEFAULT_BUCKETS, cumulative_buckets, histogram_buckets
 
-__all__ = ["KNOWN_METHODS", "UNMATCHED", "RequestMetrics"]
+__all__ = ["IMPLEMENTATION", "KNOWN_METHODS", "UNMATCHED", "Recorder", "RequestMetrics"]
 
-KNOWN_METHODS = frozenset(
-    {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"}
-)
 UNMATCHED = "unmatched"
-_COUNT = re.compile(r"^count\((\d+)\)$")
 
-# route -> method -> status -> [bucket counts..., sum]
-Cells = dict[Any, dict[str, dict[int, list[Any]]]]
+Recorder: type[PyRecorder]
+# FLOWCORO_OBSERVE_PURE_PYTHON=1 forces the pure-Python twin (tests and comparisons).
+if os.environ.get("FLOWCORO_OBSERVE_PURE_PYTHON", "") in ("", "0"):
+    try:
+        from flowcoro.observe._recorder import Recorder as _CRecorder
 
+        Recorder = _CRecorder  # type: ignore[assignment]
+    except ImportError:  # pragma: no cover - installed without a C compiler
+        Recorder = PyRecorder
+else:  # pragma: no cover - exercised in a subprocess by the tests
+    Recorder = PyRecorder
 
-def _started(counter: itertools.count[int]) -> int:
-    """How many times the counter advanced (read from its repr: it has no other read-out)."""
-    match = _COUNT.match(repr(counter))
-    return int(match.group(1)) if match else 0
+#: ``"c"`` when the compiled aggregation is in use, ``"python"`` otherwise.
+IMPLEMENTATION = "python" if Recorder is PyRecorder else "c"
 
 
 class RequestMetrics:
     """The ``flowcoro_http_observers`` object; also a prometheus_client collector of
     ``http_server_request_duration_seconds`` and ``http_server_active_requests``."""
 
-    __slots__ = ("_bounds", "_cells", "_counter", "_exemplars", "request_started")
+    __slots__ = ("_bounds", "_exemplars", "_recorder", "_servers", "request_finished")
 
-    def __init__(self, buckets: Sequence[float] = DEFAULT_BUCKETS) -> None:
+    def __init__(
+        self, buckets: Sequence[float] = DEFAULT_BUCKETS, recorder: type[PyRecorder] | None = None
+    ) -> None:
         self._bounds = histogram_buckets(buckets)
-        self._cells: Cells = {}
-        self._counter = itertools.count()
-        self.request_started = partial(next, self._counter)
+        self._recorder = (recorder or Recorder)(self._bounds)
+        # The recorder's bound method itself: the protocol calls it directly.
+        self.request_finished = self._recorder.request_finished
+        self._servers: weakref.WeakSet[Any] = weakref.WeakSet()
         # (route, method, status class) -> per-bucket latest exemplar
         self._exemplars: dict[tuple[str, str, str], list[Exemplar | None]] = {}
 
-    def request_finished(
-        self, request: Any, route: str | None, status: int, duration: float
-    ) -> None:
-        try:
-            cell = self._cells[route][request.method][status]
-        except KeyError:
-            cell = self._cell(route, request.method, status)
-        cell[bisect_left(self._bounds, duration)] += 1
-        cell[-1] += duration
+    def bind_server(self, state: Any) -> None:
+        """flowcoro-http hands over each `ServerState` this observer serves (held weakly):
+        its ``active`` is the count of requests being handled now."""
+        self._servers.add(state)
 
-    def _cell(self, route: str | None, method: str, status: int) -> list[Any]:
-        if method not in KNOWN_METHODS:
-            method = "_OTHER"
-        if not isinstance(status, int) or not 100 <= status <= 599:
-            status = 0
-        by_method = self._cells.setdefault(route, {})
-        by_status = by_method.setdefault(method, {})
-        cell = by_status.get(status)
-        if cell is None:
-            cell = by_status[status] = [0] * (len(self._bounds) + 1) + [0.0]
-        return cell
+    @property
+    def active(self) -> int:
+        """Requests in flight now, over every bound server."""
+        return sum(int(getattr(state, "active", 0)) for state in list(self._servers))
 
     def record_exemplar(
         self, route: str | None, method: str, status: int, duration: float, trace_id: str
@@ -98,26 +91,19 @@ class RequestMetrics:
             {"trace_id": trace_id}, duration, time.time()
         )
 
-    @property
-    def started(self) -> int:
-        return _started(self._counter)
-
     def totals(self) -> dict[tuple[str, str, str], tuple[list[int], float]]:
         """Bucket counts and sums by (route, method, status class)."""
         out: dict[tuple[str, str, str], tuple[list[int], float]] = {}
-        for route, by_method in list(self._cells.items()):
-            for method, by_status in list(by_method.items()):
-                for status, cell in list(by_status.items()):
-                    key = (route or UNMATCHED, method, _klass(status))
-                    counts = cell[:-1]
-                    known = out.get(key)
-                    if known is None:
-                        out[key] = (counts, cell[-1])
-                    else:
-                        out[key] = (
-                            [a + b for a, b in zip(known[0], counts, strict=True)],
-                            known[1] + cell[-1],
-                        )
+        for route, method, status, counts, total in self._recorder.snapshot():
+            key = (route or UNMATCHED, method, _klass(status))
+            known = out.get(key)
+            if known is None:
+                out[key] = (counts, total)
+            else:
+                out[key] = (
+                    [a + b for a, b in zip(known[0], counts, strict=True)],
+                    known[1] + total,
+                )
         return out
 
     def collect(self) -> Iterator[Metric]:
@@ -127,9 +113,7 @@ class RequestMetrics:
             labels=["http_request_method", "http_route", "http_response_status_class"],
             unit="",
         )
-        finished = 0
         for (route, method, klass), (counts, total) in sorted(self.totals().items()):
-            finished += sum(counts)
             duration.add_metric(
                 [method, route, klass],
                 cumulative_buckets(
@@ -140,7 +124,7 @@ class RequestMetrics:
         active = GaugeMetricFamily(
             "http_server_active_requests", "HTTP server requests being handled now"
         )
-        active.add_metric([], max(0, self.started - finished))
+        active.add_metric([], self.active)
         yield duration
         yield active
 

@@ -1,0 +1,72 @@
+"""The pure-Python twin of the compiled ``flowcoro.observe._recorder`` (same API, same results).
+
+`flowcoro.observe.httpmetrics` uses the compiled module when it was built (an install with a C
+compiler) and this one otherwise. Per request: the cell of (route, method, status) is found in
+nested dicts (a miss builds it once), one is added to the bucket ``bisect`` picks and the
+duration to the sum: ~200 ns, against ~50 ns for the compiled version.
+"""
+
+from __future__ import annotations
+
+import itertools
+from bisect import bisect_left
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["KNOWN_METHODS", "Recorder"]
+
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"}
+)
+
+# route -> method -> status -> [bucket counts..., sum]
+Cells = dict[Any, dict[Any, dict[Any, list[Any]]]]
+
+
+class Recorder:
+    """Latency histograms of HTTP requests by (route, method, status)."""
+
+    __slots__ = ("_bounds", "_cells")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        values = tuple(float(b) for b in bounds)
+        if not values:
+            raise ValueError("bounds: give at least one finite upper bound")
+        if any(not b > a for a, b in itertools.pairwise(values)):
+            raise ValueError("bounds must be strictly increasing")
+        self._bounds = values
+        self._cells: Cells = {}
+
+    @property
+    def bounds(self) -> tuple[float, ...]:
+        return self._bounds
+
+    def request_finished(self, request: Any, route: Any, status: Any, duration: float) -> None:
+        """Count one finished request."""
+        index = bisect_left(self._bounds, duration)  # first: a bad duration creates no cell
+        try:
+            cell = self._cells[route][request.method][status]
+        except KeyError:
+            cell = self._cell(route, request.method, status)
+        cell[index] += 1
+        cell[-1] += duration
+
+    def _cell(self, route: Any, method: Any, status: Any) -> list[Any]:
+        if method not in KNOWN_METHODS:
+            method = "_OTHER"
+        if type(status) is not int or not 100 <= status <= 599:
+            status = 0
+        by_status = self._cells.setdefault(route, {}).setdefault(method, {})
+        cell = by_status.get(status)
+        if cell is None:
+            cell = by_status[status] = [0] * (len(self._bounds) + 1) + [0.0]
+        return cell
+
+    def snapshot(self) -> list[tuple[Any, str, int, list[int], float]]:
+        """``(route, method, status, bucket counts, sum)`` of every cell."""
+        return [
+            (route, method, status, cell[:-1], cell[-1])
+            for route, by_method in list(self._cells.items())
+            for method, by_status in list(by_method.items())
+            for status, cell in list(by_status.items())
+        ]
