@@ -95,6 +95,7 @@ class Connection(BaseProtocol):
         "_deadline",
         "_drv",
         "_expect",
+        "_framed",
         "_fresh",
         "_gone",
         "_head_bytes",
@@ -134,6 +135,7 @@ class Connection(BaseProtocol):
         self._cl: int | None = None
         self._te = False
         self._expect = False
+        self._framed = False
         self._served = 0
         self._runner: asyncio.Task[None] | None = None
         self._job: tuple[Request, Awaitable[Any], contextvars.Context] | None = None

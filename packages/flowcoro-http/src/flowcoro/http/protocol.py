@@ -38,6 +38,7 @@ from flowcoro.http.state import RequestObserver, ServerState
 
 __all__ = ["HTTPProtocol", "ServerState", "RequestObserver"]
 
+_new_request = object.__new__
 _SPECIAL = frozenset((b"host", b"content-length", b"transfer-encoding", b"expect", b"upgrade"))
 _METHODS: dict[bytes, str] = {}
 _KNOWN = frozenset(m.encode() for m in METHODS)
@@ -227,12 +228,10 @@ class HTTPProtocol(Connection):
         self._in_head = True
         self._fresh = True
         self._url = url
-        self._head_bytes = 0
         self._headers = []
         self._hosts = 0
-        self._cl = None
-        self._te = False
-        self._expect = False
+        # _head_bytes and the framing fields (_cl, _te, _expect) are at rest here: they are
+        # set only by heads that need them and put back by on_headers_complete.
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # Count and size are checked per read (data_received) and when the block completes;
@@ -246,6 +245,8 @@ class HTTPProtocol(Connection):
                 self._special(n, value)
 
     def _special(self, n: bytes, value: bytes) -> None:
+        if n != b"upgrade":
+            self._framed = True
         if n == b"content-length":
             v = value.strip()
             if not v.isdigit() or (self._cl is not None and int(v) != self._cl):
@@ -268,9 +269,13 @@ class HTTPProtocol(Connection):
     def on_headers_complete(self) -> None:
         self._in_head = False
         state = self._s
-        if len(self._headers) > state.max_header_count:
+        headers = self._headers
+        if len(headers) > state.max_header_count:
             raise _Reject(431, "too many request header fields")
-        if (self._chunk > state.max_header_size or self._head_bytes) and (
+        spread = self._head_bytes  # nonzero only for a head that spanned reads
+        if spread:
+            self._head_bytes = 0
+        if (spread or self._chunk > state.max_header_size) and (
             self._head_size() > state.max_header_size
         ):
             raise _Reject(431, "the request header block is too large")
@@ -293,11 +298,19 @@ class HTTPProtocol(Connection):
         hosts = self._hosts
         if hosts != 1 and (hosts > 1 or version == "1.1"):
             raise _Reject(400, "an HTTP/1.1 request needs exactly one Host header")
-        cl = self._cl
-        if self._te and cl is not None:
-            raise _Reject(  # pragma: no cover - llhttp refuses this first
-                400, "both Content-Length and Transfer-Encoding"
-            )
+        if self._framed:
+            # Content-Length, Transfer-Encoding or Expect: read them, then put them to rest.
+            self._framed = False
+            cl, te, expect = self._cl, self._te, self._expect
+            self._cl = None
+            self._te = self._expect = False
+            if te and cl is not None:
+                raise _Reject(  # pragma: no cover - llhttp refuses this first
+                    400, "both Content-Length and Transfer-Encoding"
+                )
+        else:
+            cl = None
+            te = expect = False
         raw_method = parser.get_method()
         method = _METHODS.get(raw_method)
         if method is None:
@@ -314,8 +327,22 @@ class HTTPProtocol(Connection):
             if found is not None and found[1] is None and len(state.targets) < 4096:
                 # A static route: remember the parsed target (bounded, per server).
                 state.targets[url] = (path, query, found)
-        req = Request(method, path, query, self._headers, version, self._client, state.app, self)
-        req.keep_alive = parser.should_keep_alive() and not self._last
+        # Request(method, path, query, headers, version, client, app, self), inline: the
+        # class call with eight arguments costs more than the stores; fields that keep their
+        # class default (no query, HTTP/1.1, keep-alive) are not stored at all.
+        req = _new_request(Request)
+        req.method = method
+        req.path = path
+        if query:
+            req.query_string = query
+        if version != "1.1":
+            req.http_version = version
+        req.client = self._client
+        req.app = state.app
+        req._raw_headers = headers
+        req._conn = self
+        if self._last or not parser.should_keep_alive():
+            req.keep_alive = False
         limit = state.max_body_size
         if found is None:
             req._endpoint = state.fallback
@@ -328,7 +355,7 @@ class HTTPProtocol(Connection):
                 and _WS in match.routes
                 and self._current is None
                 and not self._queue
-                and _wants_websocket(self._headers)
+                and _wants_websocket(headers)
             ):
                 # WebSocket integration point: an Upgrade request on a WebSocket route is
                 # handed to flowcoro.http.ws (handshake, then transport.set_protocol); nothing
@@ -350,12 +377,12 @@ class HTTPProtocol(Connection):
                         req._kw = params
                 if route.max_body_size is not None:
                     limit = route.max_body_size
-        if self._te or cl:
+        if te or cl:
             if cl is not None and cl > limit:
                 raise _Reject(413, f"the request body exceeds {limit} bytes")
             req._limit = limit
-            req._complete = False
-            req.expect_continue = self._expect and version == "1.1"
+            if expect and version == "1.1":
+                req.expect_continue = True
             self._kind = _BODY
             self._deadline = state.now + state.limits.body_timeout
             self._req = req

@@ -46,6 +46,14 @@ class Request:
     # creating a request stores only the handful that differ (it happens once per request).
     route: str | None = None
     path_params: dict[str, Any] | None = None
+    # Defaults the server relies on: it builds requests without __init__ (see
+    # HTTPProtocol.on_headers_complete) and stores only what differs.
+    query_string = b""
+    http_version = "1.1"
+    client: tuple[str, int] | None = None
+    app: Any = None
+    _complete = False
+    _body: bytes | None = None
     keep_alive = True
     expect_continue = False
     _headers: Headers | None = None
@@ -87,7 +95,7 @@ class Request:
         self._raw_headers = headers if headers is not None else []
         self._conn = conn
         self._complete = body is not None or conn is None
-        self._body: bytes | None = body
+        self._body = body
 
     # -- lazily parsed parts --------------------------------------------------------------
 
