@@ -295,6 +295,21 @@ async def test_failure_paths_with_a_scripted_driver(echo_driver: None) -> None:
         with pytest.raises(DBConnectionError, match="begin"):
             async with db.transaction():
                 pass
+        # cancelled during COMMIT: the outcome is unknown, so the connection is closed
+        failures.clear()
+        discarded = db.statistics().pool.discarded
+        failures["COMMIT"] = asyncio.CancelledError()
+        with pytest.raises(asyncio.CancelledError):
+            async with db.transaction() as tx:
+                await tx.execute("UPDATE")
+        assert db.statistics().pool.discarded == discarded + 1
+        # a database error at BEGIN (the connection itself is fine): raised, connection kept
+        failures["BEGIN"] = QueryError("refused")
+        with pytest.raises(QueryError, match="refused"):
+            async with db.transaction():
+                pass
+        assert db.statistics().pool.discarded == discarded + 1
+        assert db.statistics().pool.idle == 1
         failures.clear()
         # streams: a lost connection mid-stream, a query error, a busy connection
         failures["S"] = DBConnectionError("lost mid-stream")

@@ -18,6 +18,7 @@ from flowcoro.db import (
     Database,
     DBConnectionError,
     DeadlockError,
+    IntegrityError,
     SerializationError,
 )
 
@@ -106,6 +107,28 @@ async def test_serializable_conflict_and_deadlock_retry(postgres_dsn: str, table
                             await a.fetchval(f"SELECT sum(v) FROM {table}")
                             await a.execute(f"UPDATE {table} SET v = v + 10 WHERE id = 1")
                         await b.execute(f"UPDATE {table} SET v = v + 10 WHERE id = 2")
+        finally:
+            await db.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+async def test_a_failed_commit_raises_and_the_connection_is_not_reused(
+    postgres_dsn: str, table: str
+) -> None:
+    async with Database(postgres_dsn, max_size=1) as db:
+        await db.execute(
+            f"CREATE TABLE {table} (id INT, CONSTRAINT {table}_u UNIQUE (id) "
+            "DEFERRABLE INITIALLY DEFERRED)"
+        )
+        try:
+            # the unique check is deferred to COMMIT, which fails: nothing was committed
+            with pytest.raises(IntegrityError, match="23505"):
+                async with db.transaction() as tx:
+                    await tx.execute(f"INSERT INTO {table} VALUES (1), (1)")
+            assert db.statistics().pool.discarded == 1
+            assert await db.fetchval(f"SELECT count(*) FROM {table}") == 0
+            async with db.transaction() as tx:
+                await tx.execute(f"INSERT INTO {table} VALUES (1)")
+            assert await db.fetchval(f"SELECT count(*) FROM {table}") == 1
         finally:
             await db.execute(f"DROP TABLE IF EXISTS {table}")
 

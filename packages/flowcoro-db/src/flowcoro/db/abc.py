@@ -73,6 +73,11 @@ class DriverConnection(ABC):
     def cursor(self, sql: str, args: Sequence[Any], batch: int) -> AsyncGenerator[Row, None]:
         """Stream a query's rows, ``batch`` at a time (server-side cursor where there is one)."""
 
+    async def control(self, sql: str, timeout: float | None) -> None:
+        """Run a transaction-control statement (BEGIN, COMMIT, ROLLBACK, SAVEPOINT ...): no
+        arguments, no result. A driver may override it with a cheaper path than `execute`."""
+        await self.execute(sql, (), timeout)
+
     def begin_sql(self, isolation: str | None, readonly: bool) -> list[str]:
         """Statements that open a transaction (the front end validated ``isolation``)."""
         mode = []

@@ -262,7 +262,7 @@ class Database(Component):
             try:
                 await rows.aclose()  # marks the connection broken when left mid-stream
             finally:
-                await conn._release()
+                conn._release()
 
     def connection(self, timeout: float | None = None) -> _Lease:
         """``async with db.connection() as conn:`` — hold one connection for several statements."""
@@ -346,7 +346,7 @@ class Database(Component):
                 result = await getattr(raw, method)(sql, args, *extra, limit)
             except DBConnectionError:
                 self._conn_errors += 1
-                await self._put(raw, True)
+                self._put(raw, True)
                 if idempotent and attempt < self._retries:
                     attempt += 1
                     self._retried += 1
@@ -355,21 +355,21 @@ class Database(Component):
                 raise
             except DBTimeoutError:
                 self._timeouts += 1
-                await self._put(raw, True)
+                self._put(raw, True)
                 raise
             except DBError:
                 self._errors += 1
                 self._statements += 1
-                await self._put(raw, raw.in_transaction)
+                self._put(raw, raw.in_transaction)
                 raise
             except BaseException:
                 self._cancelled += 1
                 self._cancel_in_background(raw)
-                await self._put(raw, True)
+                self._put(raw, True)
                 raise
             self._statements += 1
             raw.queries += 1
-            await self._put(raw, False)
+            self._put(raw, False)
             return result
 
     def _query_info(self, sql: str) -> QueryInfo:
@@ -414,13 +414,16 @@ class Database(Component):
                 raise
             return raw
 
-    async def _put(self, raw: DriverConnection, discard: bool) -> None:
+    def _put(self, raw: DriverConnection, discard: bool) -> None:
+        """Give ``raw`` back to the pool; closed instead when ``discard`` is set, when it has run
+        ``max_queries``, is closed, or the server still has it in a transaction (a failed or
+        unknown state is never handed to the next user)."""
         if not discard and (
             raw.queries >= self._max_queries or raw.is_closed() or raw.in_transaction
         ):
             discard = True
         raw.released = _monotonic()
-        await self._pool.put(raw, discard)
+        self._pool.put_nowait(raw, discard)
 
     async def _connection(self, timeout: float | None) -> Connection:
         return Connection(self, await self._get(self._timeout(timeout)))
@@ -479,4 +482,4 @@ class _Lease:
         if conn is not None:
             if conn._raw.in_transaction and not conn._depth:
                 conn._broken = True  # a transaction left open by hand: never hand it on
-            await conn._release()
+            conn._release()

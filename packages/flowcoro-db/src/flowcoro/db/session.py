@@ -95,6 +95,31 @@ class Connection:
             raw.queries += 1
         return result
 
+    async def _control(self, sql: str) -> None:
+        """A transaction-control statement (BEGIN, COMMIT, ROLLBACK, SAVEPOINT...): `_call`
+        without arguments or a row count; the same checks and the same failure handling."""
+        db = self._db
+        if db._observers or self._released or self._broken or self._busy:
+            await self._call("execute", sql, (), None)  # observed, or raises why it cannot run
+            return
+        timeout = db._timeout(None)
+        self._busy = True
+        raw = self._raw
+        try:
+            await raw.control(sql, timeout)
+        except (DBConnectionError, DBTimeoutError):
+            self._broken = True
+            raise
+        except DBError:
+            raise
+        except BaseException:
+            self._broken = True
+            db._cancel_in_background(raw)
+            raise
+        finally:
+            self._busy = False
+            raw.queries += 1
+
     async def execute(self, sql: str, *args: Any, timeout: float | None = None) -> int:
         """Run a statement; return how many rows it affected (-1 when the driver cannot tell)."""
         t = translate(sql, self._db._dialect)
@@ -152,14 +177,13 @@ class Connection:
         """A transaction on this connection; inside another one, a savepoint."""
         return Transaction(self, check_isolation(isolation), readonly)
 
-    async def _release(self) -> None:
+    def _release(self) -> None:
         if self._released:
             return
         self._released = True
-        # a transaction still open outside any `transaction()` block (a bare BEGIN, a failed
-        # stream) is an unknown state: never hand it to the next user
-        broken = self._broken or (not self._depth and self._raw.in_transaction)
-        await self._db._put(self._raw, broken)
+        # `Database._put` also discards a connection the server still has in a transaction (a
+        # bare BEGIN, a failed stream, a COMMIT that did not finish): never handed to the next user
+        self._db._put(self._raw, self._broken)
 
 
 class Transaction:
@@ -192,22 +216,22 @@ class Transaction:
         return self._conn
 
     async def __aenter__(self) -> Connection:
-        if self._conn is None:
-            assert self._db is not None
-            self._conn = await self._db._connection(self._timeout)
         conn = self._conn
+        if conn is None:
+            db = self._db
+            assert db is not None
+            conn = self._conn = Connection(db, await db._get(db._timeout(self._timeout)))
         try:
             if conn._depth:
                 conn._savepoints += 1
                 self._savepoint = f"flowcoro_sp_{conn._savepoints}"
-                await conn._call("execute", f"SAVEPOINT {self._savepoint}", (), None)
+                await conn._control(f"SAVEPOINT {self._savepoint}")
             else:
                 for statement in conn._raw.begin_sql(self._isolation, self._readonly):
-                    await conn._call("execute", statement, (), None)
+                    await conn._control(statement)
         except BaseException:
             if self._own:
-                conn._broken = conn._broken or conn._raw.in_transaction
-                await conn._release()
+                conn._release()  # discarded if the server is left in a transaction
             raise
         conn._depth += 1
         return conn
@@ -229,24 +253,19 @@ class Transaction:
             sp = self._savepoint
             if exc is None:
                 try:
-                    await conn._call(
-                        "execute", f"RELEASE SAVEPOINT {sp}" if sp else "COMMIT", (), None
-                    )
+                    await conn._control(f"RELEASE SAVEPOINT {sp}" if sp else "COMMIT")
                 except BaseException:
                     conn._broken = True
                     raise
                 return
             try:
-                await conn._call(
-                    "execute", f"ROLLBACK TO SAVEPOINT {sp}" if sp else "ROLLBACK", (), None
-                )
+                await conn._control(f"ROLLBACK TO SAVEPOINT {sp}" if sp else "ROLLBACK")
             except BaseException:  # the original exception matters more
                 conn._broken = True
         finally:
             if self._own:
-                if conn._raw.in_transaction:
-                    conn._broken = True
-                await conn._release()
+                # discarded when broken or when the server is still in a transaction
+                conn._release()
 
 
 async def run_with_backoff(attempt: int) -> None:
