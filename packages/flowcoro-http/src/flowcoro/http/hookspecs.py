@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from flowcoro.http.middleware import Middleware
     from flowcoro.http.protocol import RequestObserver
     from flowcoro.http.routing import Route
+    from flowcoro.http.state import WebSocketObserver
 
 
 @hookspec
@@ -32,3 +33,11 @@ def flowcoro_http_observers(app: App) -> list[RequestObserver]:
     """Return observers with ``request_finished(request, route, status, duration)`` (and, if
     they need them, ``request_started(request)`` and ``bind_server(state)``; see
     `RequestObserver`), called synchronously by the protocol around every request."""
+
+
+@hookspec
+def flowcoro_http_ws_observers(app: App) -> list[WebSocketObserver]:
+    """Return observers of ``app``'s WebSocket connections, with ``websocket_opened(route)``,
+    ``websocket_message(route, received, text, size)`` and ``websocket_closed(route, code)``
+    (see `WebSocketObserver`), called synchronously on open, per whole message each way, and
+    on close. Gathered once per app; with none, WebSocket connections cost nothing more."""

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from flowcoro.http.protocol import HTTPProtocol
     from flowcoro.http.routing import Router
 
-__all__ = ["RequestObserver", "ServerState"]
+__all__ = ["RequestObserver", "ServerState", "WebSocketObserver"]
 
 _log = get_logger("flowcoro.http")
 _access_log = get_logger("flowcoro.http.access")
@@ -46,6 +46,72 @@ class RequestObserver:
 
     def bind_server(self, state: ServerState) -> None:  # pragma: no cover - interface
         pass
+
+
+class WebSocketObserver:
+    """What ``flowcoro_http_ws_observers`` returns: told about the app's WebSocket connections.
+
+    ``route`` is the route template the connection was opened on (``"/chat/{room}"``, never the
+    raw path). Calls are synchronous, from the event loop; an exception is logged and does not
+    touch the connection. With no observer, WebSocket connections run the unobserved class
+    and pay nothing.
+
+    - ``websocket_opened(route)``: the opening handshake succeeded (101 sent);
+    - ``websocket_message(route, received, text, size)``: one whole message (fragments are
+      assembled first) received from the peer (``received=True``) or sent to it; ``text`` for a
+      text message, ``size`` its payload in bytes (UTF-8 for text, before compression);
+    - ``websocket_closed(route, code)``: the connection ended; ``code`` is the close code the
+      peer sent (1006 when it ended without a closing handshake).
+    """
+
+    def websocket_opened(self, route: str | None) -> None:  # pragma: no cover - interface
+        pass
+
+    def websocket_message(
+        self, route: str | None, received: bool, text: bool, size: int
+    ) -> None:  # pragma: no cover - interface
+        pass
+
+    def websocket_closed(self, route: str | None, code: int) -> None:  # pragma: no cover
+        pass
+
+
+class _WebSocketFanout(WebSocketObserver):
+    """Several WebSocket observers as one: each is called in turn, one failing does not skip
+    the others."""
+
+    def __init__(self, observers: tuple[WebSocketObserver, ...]) -> None:
+        self.observers = observers
+
+    def websocket_opened(self, route: str | None) -> None:
+        for observer in self.observers:
+            try:
+                observer.websocket_opened(route)
+            except Exception:
+                _log.exception("http.ws_observer_failed", observer=repr(observer))
+
+    def websocket_message(self, route: str | None, received: bool, text: bool, size: int) -> None:
+        for observer in self.observers:
+            try:
+                observer.websocket_message(route, received, text, size)
+            except Exception:
+                _log.exception("http.ws_observer_failed", observer=repr(observer))
+
+    def websocket_closed(self, route: str | None, code: int) -> None:
+        for observer in self.observers:
+            try:
+                observer.websocket_closed(route, code)
+            except Exception:
+                _log.exception("http.ws_observer_failed", observer=repr(observer))
+
+
+def _ws_observer(app: Any) -> WebSocketObserver | None:
+    """The app's ``flowcoro_http_ws_observers``, gathered once (at wiring), as one observer."""
+    hook = getattr(app, "_hook", None)
+    observers = tuple(hook("flowcoro_http_ws_observers")) if hook is not None else ()
+    if not observers:
+        return None
+    return observers[0] if len(observers) == 1 else _WebSocketFanout(observers)
 
 
 Started = Callable[[Request], object]
@@ -141,6 +207,16 @@ class ServerState:
         for observer in self.observers:
             if _defines(observer, "bind_server"):
                 observer.bind_server(self)
+        # WebSocket observers (None when there are none: then the WebSocket code pays nothing)
+        # and, for them, the route template of each WebSocket endpoint.
+        self.ws_observer = _ws_observer(app)
+        self.ws_routes: dict[Any, str] = {}
+        if self.ws_observer is not None:
+            from flowcoro.http.routing import WEBSOCKET
+
+            for route in router.routes():
+                if WEBSOCKET in route.methods:
+                    self.ws_routes[route.handler] = route.path
         self.targets: dict[bytes, tuple[str, bytes, Any]] = {}
         self.conns: set[HTTPProtocol] = set()
         self.now = 0.0

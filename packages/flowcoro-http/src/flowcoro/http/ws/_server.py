@@ -94,7 +94,15 @@ def upgrade(http: HTTPProtocol, req: Request, route: WebSocketRoute) -> None:
         # for a request line. Restart it now that the state is OPEN, so it reads frames.
         proto.parser = proto.parse()
         next(proto.parser)
-    ws = WebSocket(proto, options, req)
+    state = http._s
+    observer = state.ws_observer
+    ws: WebSocket
+    if observer is None:
+        ws = WebSocket(proto, options, req)
+    else:
+        from flowcoro.http.ws._observed import ObservedWebSocket
+
+        ws = ObservedWebSocket(proto, options, req, observer, state.ws_routes.get(route))
     server = http.server
     # The HTTP side of this connection is over: it leaves the server (as if the connection
     # ended) and the WebSocket takes its place on the same transport.
@@ -106,6 +114,8 @@ def upgrade(http: HTTPProtocol, req: Request, route: WebSocketRoute) -> None:
     if response.status_code != 101 or transport.is_closing():
         return
     ws._started()
+    if observer is not None:
+        ws._report_open()  # type: ignore[attr-defined]
     ctx = contextvars.copy_context()
     loop = asyncio.get_running_loop()
     task = loop.create_task(_run(ws, route.handler), context=ctx)
