@@ -13,7 +13,7 @@ import asyncio
 import contextvars
 from asyncio.tasks import _current_tasks  # type: ignore[attr-defined]
 from collections import deque
-from collections.abc import AsyncIterable, Awaitable, Generator
+from collections.abc import AsyncIterable, Awaitable, Callable
 from contextvars import copy_context
 from time import perf_counter
 from typing import Any
@@ -93,7 +93,6 @@ class Connection(BaseProtocol):
         "_current",
         "_data",
         "_deadline",
-        "_drv",
         "_expect",
         "_framed",
         "_fresh",
@@ -114,6 +113,7 @@ class Connection(BaseProtocol):
         "_req",
         "_runner",
         "_s",
+        "_send",
         "_served",
         "_te",
         "_url",
@@ -152,7 +152,8 @@ class Connection(BaseProtocol):
         self._chunk = 0
         self._data = b""
         self._v11_known: bool | None = None
-        self._drv: Generator[Any, Any, None] | None = None
+        # The bound ``send`` of this connection's step driver (see flowcoro.http._drive).
+        self._send: Callable[[Any], Any] | None = None
         self._box: list[Any] = [None]
 
     # -- connection lifecycle -----------------------------------------------------------
@@ -259,29 +260,34 @@ class Connection(BaseProtocol):
         runner = self._runner
         if runner is None:
             runner = self._runner = loop.create_task(self._serve_suspended())
-        current = _current_tasks.get(loop)
-        if current is None:
+        try:
             # The first step runs here, in the read callback, but as the connection's runner
             # task: asyncio.timeout(), deadlines and current_task() work from the first line,
             # and if the handler suspends, that same task continues it.
             enter_task(loop, runner)
-        elif current is not runner:
-            # Called from inside another task (bytes fed by hand): the runner starts it.
-            self._hand_off(req, coro, ctx)
-            return
-        drv = self._drv
+            entered = True
+        except RuntimeError:
+            # A task is running already (entering raises rather than nest): the runner itself
+            # (starting the next queued request) goes on; any other (bytes fed by hand from a
+            # task) leaves the request to the runner.
+            if _current_tasks.get(loop) is not runner:
+                self._hand_off(req, coro, ctx)
+                return
+            entered = False
+        send = self._send
         box = self._box
-        if drv is None:
-            drv = self._drv = new_driver(box)
-            drv.send(None)
+        if send is None:
+            driver = new_driver(box)
+            driver.send(None)
+            send = self._send = driver.send
         try:
-            out = ctx.run(drv.send, coro)
+            out = ctx.run(send, coro)
             if out is FAILED:
                 error = box[0]
                 box[0] = None
-                out = ctx.run(drv.send, self._recover(req, error))
+                out = ctx.run(send, self._recover(req, error))
         finally:
-            if current is None:
+            if entered:
                 leave_task(loop, runner)
         if out is DONE:
             result = box[0]
@@ -292,9 +298,10 @@ class Connection(BaseProtocol):
         else:
             # The handler waits: its driver goes with it to the runner; the next request on
             # this connection gets a new one.
-            self._drv = None
+            self._send = None
             self._box = [None]
-            self._hand_off(req, Resumed(drv, out, box), ctx)
+            driver = send.__self__  # type: ignore[attr-defined] # the generator it is bound to
+            self._hand_off(req, Resumed(driver, out, box), ctx)
             return
         if result.__class__ not in _PLAIN:
             if not isinstance(result, Response):
