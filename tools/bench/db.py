@@ -1,7 +1,8 @@
 """flowcoro.db vs raw drivers and the usual wrappers, same run.
 
     ./tools/dev bench db [--rounds=5] [--duration=2] [--pool=10] [--only=postgres|mariadb]
-                         [--loop=uvloop|asyncio]
+                         [--loop=uvloop|asyncio] [--workloads=select1,param,tx]
+                         [--libs=flowcoro,asyncpg,...] [--pgbench=yes|no]
 
 PostgreSQL: flowcoro.db vs asyncpg's own pool, SQLAlchemy asyncio (text() queries, asyncpg
 dialect) and encode/databases. MariaDB: flowcoro.db (asyncmy) vs asyncmy's pool and aiomysql's
@@ -13,8 +14,17 @@ connections (default 10; 20 for the transaction workload) for every library.
 Each measurement is a fresh subprocess pinned to CPU 1 (``taskset -c 1``); the database servers
 (system services) are pinned to CPU 0 with ``taskset -apc`` when permitted and restored after.
 Rounds interleave the libraries (the order rotates each round). The table shows medians of
-operations per second, the spread (min-max across rounds as % of the median), p99 latency, the
-ratio to the raw driver's pool (median of per-round ratios), and flowcoro's pool reuse ratio.
+operations per second, the spread (min-max across rounds as % of the median), median p50 and p99
+latency with the p99's range over the rounds, the ratio to the raw driver's pool (median of
+per-round ratios), the client's CPU time per operation (user+system of the measured process), the
+database server's CPU time per operation (all its processes, from /proc), and flowcoro's pool
+reuse ratio. With CPU per operation the reader can tell a client-bound figure from a
+database-bound one.
+
+PostgreSQL's transaction workload also runs ``pgbench`` (when installed) as a floor: the same
+transaction from 20 clients of one C thread pinned to CPU 1 (``-M prepared``, each client its own
+row), latencies from its per-transaction log after the same warm-up. No Python client can beat
+it; what it shows above the target is the database's and the machine's, not the client's.
 Peers are installed into the running venv when missing; they are not dependencies of flowcoro-db.
 """
 
@@ -22,12 +32,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -49,6 +62,31 @@ RAW = {"postgres": "asyncpg", "mariadb": "asyncmy"}
 
 def _my_args() -> dict[str, Any]:
     return {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "db": "test"}
+
+
+def _server_cpu() -> float:
+    """CPU seconds used so far by the database servers' processes (all threads, and exited
+    children), from /proc."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name, _, rest = stat.partition(" (")[2].rpartition(") ")
+        if name in ("postgres", "mariadbd", "mysqld"):
+            fields = rest.split()
+            # utime, stime, and those of exited children (backends that ended: pgbench's)
+            total += sum(int(x) for x in fields[11:15])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_self() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 async def _client(impl: str, backend: str, pool: int) -> tuple[Any, Any, Any, Any]:
@@ -205,16 +243,20 @@ async def _measure(
     latencies.clear()
     record = True
     count = 0
+    server0, client0 = _server_cpu(), _cpu_self()
     started = clock()
     stop_at = started + duration
     await asyncio.gather(*(worker(i) for i in range(conc)))
     elapsed = clock() - started
+    client_cpu, server_cpu = _cpu_self() - client0, _server_cpu() - server0
     reuse = await close()
     latencies.sort()
     return {
         "ops": count / elapsed,
         "p50_ms": latencies[len(latencies) // 2] * 1000,
         "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+        "client_us": client_cpu / count * 1e6,
+        "server_us": server_cpu / count * 1e6,
         "reuse": reuse,
     }
 
@@ -332,6 +374,58 @@ def _run_one(
     return result
 
 
+_PGBENCH_SCRIPT = f"""\\set id :client_id + 1
+BEGIN;
+UPDATE {TABLE} SET v = v + 1 WHERE id = :id;
+COMMIT;
+"""
+
+
+def _run_pgbench(duration: float) -> dict[str, Any] | None:
+    """The tx workload from pgbench (a C client): the database's own floor for it."""
+    pgbench = shutil.which("pgbench")
+    if pgbench is None:
+        return None
+    warmup = 0.5
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp, "tx.sql")
+        script.write_text(_PGBENCH_SCRIPT)
+        seconds = max(math.ceil(duration + warmup), 1)
+        cmd = [pgbench, "-n", "-f", str(script), "-c", str(WORKLOADS["tx"]), "-j", "1"]
+        cmd += ["-M", "prepared", "-T", str(seconds), "-l", PG]
+        if shutil.which("taskset"):
+            cmd = ["taskset", "-c", "1", *cmd]
+        cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        server0 = _server_cpu()
+        out = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, check=False)
+        server_cpu = _server_cpu() - server0
+        cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if out.returncode != 0:
+            print(f"bench db: pgbench failed:\n{out.stderr[-2000:]}", flush=True)
+            return None
+        # log lines: client_id transaction_no latency_us script_no end_epoch_s end_us
+        done: list[tuple[float, float]] = []
+        for log in Path(tmp).glob("pgbench_log.*"):
+            for line in log.read_text().splitlines():
+                f = line.split()
+                done.append((int(f[4]) + int(f[5]) / 1e6, int(f[2]) / 1e6))
+    if not done:
+        return None
+    first = min(end - lat for end, lat in done)
+    last = max(end for end, _ in done)
+    kept = sorted(lat for end, lat in done if end - lat >= first + warmup)
+    span = last - (first + warmup)
+    client_cpu = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
+    return {
+        "ops": len(kept) / span,
+        "p50_ms": kept[len(kept) // 2] * 1000,
+        "p99_ms": kept[int(len(kept) * 0.99)] * 1000,
+        "client_us": client_cpu / len(done) * 1e6,
+        "server_us": server_cpu / len(done) * 1e6,
+        "reuse": None,
+    }
+
+
 def _spread(values: list[float]) -> float:
     med = statistics.median(values)
     return (max(values) - min(values)) / med * 100 if med else 0.0
@@ -360,6 +454,17 @@ def main(argv: list[str]) -> int:
     pool = int(opts.get("pool", 10))
     loop = opts.get("loop", "uvloop")
     backends = [opts["only"]] if "only" in opts else ["postgres", "mariadb"]
+    workloads = opts["workloads"].split(",") if "workloads" in opts else list(WORKLOADS)
+    libs = opts["libs"].split(",") if "libs" in opts else None
+    floor = opts.get("pgbench", "yes") != "no"
+    for name, given, known in (
+        ("only", backends, PEERS),
+        ("workloads", workloads, WORKLOADS),
+        ("libs", libs or [], {i for peers in PEERS.values() for i in peers}),
+    ):
+        unknown = [g for g in given if g not in known]
+        if unknown:
+            raise SystemExit(f"bench db: unknown --{name} {unknown}; known: {sorted(known)}")
     unavailable = _ensure_peers()
     _prepare_table()
     print(
@@ -374,12 +479,20 @@ def main(argv: list[str]) -> int:
     results: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     try:
         for backend in backends:
-            impls = [i for i in PEERS[backend] if i not in unavailable]
-            for workload in WORKLOADS:
+            impls = [
+                i for i in PEERS[backend] if i not in unavailable and (libs is None or i in libs)
+            ]
+            for workload in workloads:
+                lineup = impls
+                if backend == "postgres" and workload == "tx" and floor and shutil.which("pgbench"):
+                    lineup = [*impls, "pgbench"]
                 for r in range(rounds):
-                    order = impls[r % len(impls) :] + impls[: r % len(impls)]
+                    order = lineup[r % len(lineup) :] + lineup[: r % len(lineup)]
                     for impl in order:
-                        res = _run_one(impl, backend, workload, duration, pool, loop)
+                        if impl == "pgbench":
+                            res = _run_pgbench(duration)
+                        else:
+                            res = _run_one(impl, backend, workload, duration, pool, loop)
                         if res is not None:
                             results.setdefault((backend, workload, impl), []).append(res)
                         print(".", end="", flush=True)
@@ -389,20 +502,22 @@ def main(argv: list[str]) -> int:
     print()
     header = (
         f"{'backend':9} {'workload':9} {'library':11} {'ops/s':>9} {'spread':>7} "
-        f"{'p50 ms':>7} {'p99 ms':>7} {'vs raw':>7} {'reuse':>6}"
+        f"{'p50 ms':>7} {'p99 ms':>7} {'p99 range':>11} {'vs raw':>7} {'cli us':>7} "
+        f"{'srv us':>7} {'reuse':>6}"
     )
     print(header)
     print("-" * len(header))
     status = 0
     for backend in backends:
         raw = RAW[backend]
-        for workload in WORKLOADS:
+        for workload in workloads:
             raw_runs = results.get((backend, workload, raw), [])
-            for impl in PEERS[backend]:
+            for impl in [*PEERS[backend], "pgbench"]:
                 runs = results.get((backend, workload, impl))
                 if not runs:
                     continue
                 ops = [x["ops"] for x in runs]
+                p99 = [x["p99_ms"] for x in runs]
                 ratio = ""
                 if raw_runs and len(raw_runs) == len(runs):
                     ratios = [a["ops"] / b["ops"] for a, b in zip(runs, raw_runs, strict=True)]
@@ -411,7 +526,9 @@ def main(argv: list[str]) -> int:
                 print(
                     f"{backend:9} {workload:9} {impl:11} {statistics.median(ops):9.0f} "
                     f"{_spread(ops):6.1f}% {statistics.median(x['p50_ms'] for x in runs):7.2f} "
-                    f"{statistics.median(x['p99_ms'] for x in runs):7.2f} {ratio:>7} "
+                    f"{statistics.median(p99):7.2f} {f'{min(p99):.1f}-{max(p99):.1f}':>11} "
+                    f"{ratio:>7} {statistics.median(x['client_us'] for x in runs):7.1f} "
+                    f"{statistics.median(x['server_us'] for x in runs):7.1f} "
                     f"{'' if reuse is None else f'{reuse:.3f}':>6}"
                 )
     return status
