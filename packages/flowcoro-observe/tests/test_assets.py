@@ -13,7 +13,7 @@ from flowcoro.core import Pool
 from flowcoro.observe import ASSETS, CONNECTIONS, Observe
 
 _PROMQL_WORDS = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_OURS = ("http_server_", "flowcoro_", "db_client_", "process_", "python_")
+_OURS = ("http_server_", "flowcoro_", "db_client_", "process_", "python_", "websocket_")
 
 
 class Req:
@@ -38,6 +38,9 @@ async def exposed_sample_names() -> set[str]:
         async with pool.acquire():
             pass
         observe.http.request_finished(Req(), "/json", 500, 0.01)
+        observe.ws.websocket_opened("/ws")
+        observe.ws.websocket_message("/ws", True, True, 5)
+        observe.ws.websocket_closed("/ws", 1000)
         CONNECTIONS.connection_opened(Req())
         CONNECTIONS.connection_closed(Req())
         await asyncio.sleep(0.03)
@@ -60,6 +63,11 @@ async def test_every_metric_in_the_dashboard_exists() -> None:
     expressions = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     expressions += [v["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
     wanted = set().union(*(metric_names(e) for e in expressions))
-    assert {"flowcoro_event_loop_lag_seconds_bucket", "process_open_fds"} <= wanted
+    assert {
+        "flowcoro_event_loop_lag_seconds_bucket",
+        "process_open_fds",
+        "websocket_connections_active",
+        "websocket_messages_total",
+    } <= wanted
     missing = wanted - await exposed_sample_names()
     assert not missing, missing

@@ -30,6 +30,7 @@ from flowcoro.observe.tracing import (
     extract_context,
     trace_log_fields,
 )
+from flowcoro.observe.wsmetrics import WebSocketMetrics
 
 #: Directory of the shipped Grafana dashboard (grafana-dashboard.json) and alert rules (alerts.yml).
 ASSETS = Path(__file__).parent / "assets"
@@ -48,6 +49,7 @@ __all__ = [
     "Histogram",
     "DEFAULT_BUCKETS",
     "RequestMetrics",
+    "WebSocketMetrics",
     "PoolCollector",
     "LoopLagMonitor",
     "ConnectionMetrics",

@@ -31,6 +31,7 @@ from flowcoro.observe.instruments import MetricsRegistry
 from flowcoro.observe.looplag import LoopLagMonitor
 from flowcoro.observe.multiprocess import ENV_DIR, SharedStore
 from flowcoro.observe.pools import PoolCollector
+from flowcoro.observe.wsmetrics import WebSocketMetrics
 
 __all__ = ["SETTINGS", "Observe"]
 
@@ -83,7 +84,8 @@ _DEFAULTS: dict[str, Any] = {s.key: s.default for s in SETTINGS}
 
 
 class Observe(Component):
-    """Metrics registry, HTTP request metrics, pool and loop-lag collectors, tracing, health."""
+    """Metrics registry, HTTP request and WebSocket metrics, pool and loop-lag collectors,
+    tracing, health."""
 
     name = "observe"
     _by_app: ClassVar[weakref.WeakKeyDictionary[Any, Observe]] = weakref.WeakKeyDictionary()
@@ -96,9 +98,11 @@ class Observe(Component):
         self.registry = MetricsRegistry()
         self.http = RequestMetrics()
         self.pools = PoolCollector()
+        self.ws = WebSocketMetrics()
         self.loop_lag = LoopLagMonitor(self.registry, float(self.config["loop_lag_interval"]))
         self.registry.add_collector(self.http)
         self.registry.add_collector(self.pools)
+        self.registry.add_collector(self.ws)
         self.registry.add_collector(CONNECTIONS)
         self.registry.add_collector(QUERIES)
         # The environment too: the supervisor may export it after the app read its settings.

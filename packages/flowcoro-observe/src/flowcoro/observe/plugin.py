@@ -66,6 +66,14 @@ def flowcoro_http_observers(app: Any) -> list[Any]:
 
 
 @hookimpl(optionalhook=True)
+def flowcoro_http_ws_observers(app: Any) -> list[Any]:
+    from flowcoro.observe.observe import Observe
+
+    observe = Observe.for_app(app)
+    return [observe.ws] if observe.config["metrics_enabled"] else []
+
+
+@hookimpl(optionalhook=True)
 def flowcoro_http_middleware(app: Any) -> list[Any]:
     from flowcoro.observe.observe import Observe
     from flowcoro.observe.tracing import TracingMiddleware
