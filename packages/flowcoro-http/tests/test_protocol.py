@@ -618,3 +618,34 @@ async def test_versions_in_one_read() -> None:
         )
         assert body in data
         assert data.endswith(b"Hello, World!")
+
+
+@pytest.mark.parametrize("suspends", [False, True], ids=["at-once", "after-waiting"])
+async def test_handler_raising_cancelled_error_itself_gets_500_and_the_connection_goes_on(
+    suspends: bool,
+) -> None:
+    """Nothing cancelled the request: a CancelledError raised by the handler is a failure like
+    any other (500, logged), not a reason to leave the client waiting."""
+    app = make_app()
+
+    @app.get("/")
+    async def ok(request: Request) -> str:
+        return "ok"
+
+    @app.get("/gives-up")
+    async def gives_up(request: Request) -> str:
+        if suspends:
+            await asyncio.sleep(0)
+        raise asyncio.CancelledError
+
+    async with serving(app) as (_, port):
+        data = await exchange(
+            port,
+            b"GET /gives-up HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            timeout=3,
+        )
+        first, _, rest = data.partition(b"HTTP/1.1 200")
+        assert status_of(first) == 500, data
+        assert rest.endswith(b"ok"), data
+        await still_serves(port)

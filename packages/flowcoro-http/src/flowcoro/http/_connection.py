@@ -286,6 +286,16 @@ class Connection(BaseProtocol):
                 error = box[0]
                 box[0] = None
                 out = ctx.run(send, self._recover(req, error))
+        except asyncio.CancelledError as exc:
+            # Raised by the handler itself at its first step (nothing cancels the read
+            # callback): a failure like any other, answered 500. It went through the driver,
+            # which is finished now; the next request gets a new one.
+            self._send = None
+            box[0] = self._server_error(req, exc)
+            out = DONE
+        except BaseException:
+            self._send = None
+            raise
         finally:
             if entered:
                 leave_task(loop, runner)
@@ -417,6 +427,12 @@ class Connection(BaseProtocol):
                     result = to_response(result)
             except Exception as exc:
                 result = await self._recover(req, exc)
+            except asyncio.CancelledError as exc:
+                task = asyncio.current_task()
+                if task is None or task.cancelling():
+                    raise  # cancelled: the client went away (or the server is stopping)
+                # The handler raised it without being cancelled: a failure, answered 500.
+                result = self._server_error(req, exc)
             status = result.status
             if isinstance(result, StreamingResponse):
                 await self._write_stream(req, result)
