@@ -118,6 +118,10 @@ class MySQLConnection(DriverConnection):
         cur = await self._run(sql, args, timeout)
         return int(cur.rowcount)
 
+    async def control(self, sql: str, timeout: float | None) -> None:
+        # what asyncmy's own begin()/commit() send: one text COM_QUERY, no cursor, not prepared
+        await self._bounded(self.raw.query(sql), timeout)
+
     async def executemany(
         self, sql: str, args: Sequence[Sequence[Any]], timeout: float | None
     ) -> None:
