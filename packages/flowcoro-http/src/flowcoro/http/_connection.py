@@ -91,7 +91,6 @@ class Connection(BaseProtocol):
         "_cl",
         "_client",
         "_current",
-        "_data",
         "_deadline",
         "_expect",
         "_framed",
@@ -117,7 +116,6 @@ class Connection(BaseProtocol):
         "_served",
         "_te",
         "_url",
-        "_v11_known",
     )
 
     def __init__(self, state: ServerState) -> None:
@@ -150,8 +148,6 @@ class Connection(BaseProtocol):
         self._last = False
         self._linger = False
         self._chunk = 0
-        self._data = b""
-        self._v11_known: bool | None = None
         # The bound ``send`` of this connection's step driver (see flowcoro.http._drive).
         self._send: Callable[[Any], Any] | None = None
         self._box: list[Any] = [None]
