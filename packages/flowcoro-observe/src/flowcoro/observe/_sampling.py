@@ -3,15 +3,21 @@
 The SDK's ``start_span`` costs about 10 µs even for a span it then drops (ids, sampler,
 ``SpanContext`` validation), so at 1% sampling 99% of requests would pay it for nothing. For the
 SDK's standard samplers — ``TraceIdRatioBased``, ``ALWAYS_ON``/``ALWAYS_OFF``, and ``ParentBased``
-around them with its default delegates — the decision for a root span depends only on the trace
-id, so the middleware draws the trace id itself and applies the same rule. A dropped request then
-costs a random draw; a sampled one hands its trace id to the SDK through `PresetIdGenerator`, so
-the SDK's own decision agrees and the sampling rate stays exactly the configured one.
+around them with its default delegates — a root span is kept exactly when the low 64 bits of its
+random trace id fall below the sampler's ``bound``: an independent draw per request with
+probability ``p = bound / 2**64``. The middleware reproduces that process without a draw per
+request: the gaps between kept requests of a Bernoulli(p) process are geometric, so one
+geometric draw per *kept* request says how many to drop before the next (a dropped request costs
+a decrement). A kept request gets a trace id whose low 64 bits are uniform below ``bound`` (so
+its ids are distributed as the SDK's kept ids are) and hands it to the SDK through
+`PresetIdGenerator`, whose own decision then agrees: the rate is exactly the configured one.
 """
 
 from __future__ import annotations
 
+import math
 import random
+import sys
 import threading
 from typing import Any
 
@@ -26,6 +32,7 @@ from opentelemetry.sdk.trace.sampling import (
 __all__ = ["HeadSampler", "PresetIdGenerator"]
 
 _LIMIT = TraceIdRatioBased.TRACE_ID_LIMIT
+_getrandbits = random.getrandbits
 
 
 class PresetIdGenerator(RandomIdGenerator):
@@ -55,12 +62,26 @@ def _default_delegates(sampler: ParentBased) -> bool:
 
 
 class HeadSampler:
-    __slots__ = ("bound", "ids", "parent_based")
+    __slots__ = ("_log_q", "_p", "bound", "countdown", "ids", "parent_based")
 
     def __init__(self, bound: int, parent_based: bool, ids: PresetIdGenerator) -> None:
         self.bound = bound
         self.parent_based = parent_based
         self.ids = ids
+        # p of the Bernoulli process, and log(1 - p) for the geometric gaps.
+        self._p = min(1.0, bound / 2.0**64)
+        self._log_q = math.log1p(-self._p) if self._p < 1.0 else 0.0
+        #: Root requests still to drop before the next kept one (this one included).
+        self.countdown = self._gap()
+
+    def _gap(self) -> int:
+        """Requests until the next kept one, the kept one included: geometric on 1, 2, ..."""
+        if self._p >= 1.0:
+            return 1
+        if self._p <= 0.0:
+            return sys.maxsize
+        u = 1.0 - random.random()  # (0, 1]
+        return 1 + min(int(math.log(u) / self._log_q), sys.maxsize - 1)
 
     @classmethod
     def for_provider(cls, provider: Any) -> HeadSampler | None:
@@ -86,9 +107,17 @@ class HeadSampler:
         return cls(bound, parent_based, ids)
 
     def root(self) -> bool:
-        """Decide a root request; when sampled, its trace id is preset for the SDK."""
-        trace_id = random.getrandbits(128) or 1
-        if trace_id & _LIMIT < self.bound:
-            self.ids.preset(trace_id)
-            return True
-        return False
+        """Decide a root request (the middleware inlines the dropping branch); when kept, its
+        trace id is preset for the SDK."""
+        countdown = self.countdown - 1
+        if countdown > 0:
+            self.countdown = countdown
+            return False
+        self.keep()
+        return True
+
+    def keep(self) -> None:
+        """This root request is kept: preset its trace id and draw the next gap."""
+        self.countdown = self._gap()
+        low = random.randrange(min(self.bound, _LIMIT + 1))
+        self.ids.preset((_getrandbits(64) << 64 | low) or 1)
