@@ -1,21 +1,29 @@
 """What flowcoro-observe costs a request: ``./tools/dev bench observe [--rounds N] [--duration S]``.
 
-wrk's run-to-run noise here is larger than the 1% budget, so the cost is measured twice, in one run:
+wrk's run-to-run noise here is larger than the 1% budget, so the cost is measured as CPU time
+per request of the instrumentation against CPU time per request of the server, in one run:
 
-1. **Micro** (precise): the exact per-request work the HTTP protocol does when observers exist
-   (two ``perf_counter()`` calls, the observer loop, ``request_started`` and ``request_finished``
-   of observe's `RequestMetrics`), timed in a tight loop against the same code with no
-   observers. That difference is the instrumentation's CPU per request.
-2. **Macro** (end to end, noisy): ``examples/hello.py`` served on core 0 (``taskset -c 0``),
+1. **Macro** (end to end, noisy): ``examples/hello.py`` served on core 0 (``taskset -c 0``),
    ``wrk -t1 -c50`` on core 1 against ``GET /json``, each configuration in turn per round; the
-   server's CPU time (utime+stime from /proc) divided by the requests served gives its CPU per
-   request, without observe (``FLOWCORO_PLUGINS_BLOCK=observe``), with every built-in instrument
-   on (request metrics, in-flight, loop lag, pool, connection and process collectors), and with
-   tracing too (SDK, no exporter, 1% head sampling) for information.
+   server's CPU time (utime+stime from /proc) divided by the requests served gives the server's
+   CPU per request (kernel included), without observe (``FLOWCORO_PLUGINS_BLOCK=observe``), with
+   every built-in instrument on, and with tracing too (SDK, no exporter, 1% head sampling).
+2. **In situ** (the instrumentation's cost): the real app and protocol fed ``GET /json`` in
+   process through a transport that discards the responses (no kernel, no client). Requests
+   are fed from a plain loop callback (``loop.call_soon``), as a socket read is, so every
+   request takes the server's real fast path (the handler's first step runs in the read
+   callback); a new connection per batch of 4,000 (a connection closes after
+   ``max_keepalive_requests`` = 10,000). Best of 40 batches per configuration and round,
+   configurations interleaved in each round.
+3. **Micro** (hot loop, precise): observe's ``request_finished`` alone (the compiled recorder
+   and its pure-Python twin), the statements flowcoro-http runs for an observer (two
+   ``perf_counter()``, the call), and, for comparison, prometheus_client's ``Histogram``
+   ``observe()`` (on a child looked up once, and with ``labels(...)`` per request).
 
-The throughput fraction a CPU-bound server keeps is ``server / (server + instrumentation)``;
-the table prints it from the micro cost against the measured server cost. wrk is installed with
-apt-get when missing. ``--serve PORT`` is the internal mode of the server subprocess.
+The throughput a CPU-bound server keeps is ``server / (server + instrumentation)``; the report
+prints it from the macro server cost (median over rounds) and the in situ and micro costs.
+wrk is installed with apt-get when missing. ``--serve PORT``, ``--insitu NAME`` and ``--micro``
+are the internal modes of the subprocesses.
 """
 
 from __future__ import annotations
@@ -30,12 +38,14 @@ if __name__ == "__main__":
     sys.path[:] = [p for p in sys.path if p and not p.rstrip("/").endswith("tools/bench")]
 
 import argparse
+import json
 import os
 import re
 import statistics
 import subprocess
 import time
 import timeit
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,8 +148,7 @@ def macro_round(wrk: str, name: str, duration: float) -> dict[str, float]:
 
 def insitu(mode: str, reps: int = 40, requests: int = 4000) -> float:
     """CPU µs per ``GET /json`` of the real app and protocol, fed requests in process through a
-    transport that discards the responses (no kernel, no client: deterministic enough to see
-    sub-microsecond differences). Best of ``reps``."""
+    transport that discards the responses. Best of ``reps`` batches."""
     import asyncio
 
     import uvloop
@@ -150,8 +159,7 @@ def insitu(mode: str, reps: int = 40, requests: int = 4000) -> float:
     if mode.startswith("null observer"):
 
         class Null:
-            def request_started(self, request: object) -> None:
-                pass
+            """What flowcoro-http's observer plumbing costs: a request_finished doing nothing."""
 
             def request_finished(self, *args: object) -> None:
                 pass
@@ -180,6 +188,9 @@ def insitu(mode: str, reps: int = 40, requests: int = 4000) -> float:
         def close(self) -> None:
             pass
 
+        def abort(self) -> None:
+            pass
+
         def get_write_buffer_size(self) -> int:
             return 0
 
@@ -188,18 +199,29 @@ def insitu(mode: str, reps: int = 40, requests: int = 4000) -> float:
     async def main() -> float:
         await app.start()
         factory = app.protocol_factory()
-        best = float("inf")
-        for _ in range(reps):
+        loop = asyncio.get_running_loop()
+
+        def batch(n: int, done: asyncio.Future[float]) -> None:
+            # A plain callback, as a socket read is: no task is current, the fast path runs.
             proto = factory()
             proto.connection_made(Sink())
             started = time.process_time()
-            for i in range(requests):
+            for _ in range(n):
                 proto.data_received(request)
-                if i % 64 == 0:
-                    await asyncio.sleep(0)  # let anything that suspended finish
-            await asyncio.sleep(0)
-            best = min(best, (time.process_time() - started) / requests * 1e6)
+            elapsed = time.process_time() - started
             proto.connection_lost(None)
+            done.set_result(elapsed)
+
+        async def timed(n: int) -> float:
+            done: asyncio.Future[float] = loop.create_future()
+            loop.call_soon(batch, n, done)
+            return await done
+
+        await timed(1000)  # warm up
+        best = float("inf")
+        for _ in range(reps):
+            best = min(best, await timed(requests) / requests * 1e6)
+            await asyncio.sleep(0)  # let anything a handler scheduled run
         await app.stop()
         return best
 
@@ -209,62 +231,79 @@ def insitu(mode: str, reps: int = 40, requests: int = 4000) -> float:
 # -- the micro measurement ---------------------------------------------------------------------
 
 
-def micro(repeat: int = 7, number: int = 500_000) -> tuple[float, float]:
-    """(µs per request added by the observer path, µs of the observer calls alone)."""
+def micro(repeat: int = 7, number: int = 300_000) -> dict[str, float]:
+    """Nanoseconds per call of observe's per-request work and of what it is compared with."""
     from time import perf_counter
 
-    from flowcoro.observe import RequestMetrics
+    import prometheus_client
+
+    from flowcoro.observe._pyrecorder import Recorder as PyRecorder
+    from flowcoro.observe.httpmetrics import Recorder
+    from flowcoro.observe.instruments import DEFAULT_BUCKETS
 
     class Req:
-        __slots__ = ("_started", "method", "route")
-
         def __init__(self) -> None:
             self.method = "GET"
             self.route = "/json"
             self._started = 0.0
 
-    def protocol_path(observers: tuple[object, ...]) -> object:
-        # The same statements flowcoro-http's protocol runs around a request (_start/_done).
-        req = Req()
+    class State:
+        watched = True
+        on_start = None
+
+    req, state = Req(), State()
+
+    def plumbing(finish: object) -> object:
+        # The statements flowcoro-http's fast path runs for observers (_connection._start).
+        state.on_finish = finish  # type: ignore[attr-defined]
 
         def one() -> None:
-            if observers:
+            if state.watched:
                 req._started = perf_counter()
-                for observer in observers:
-                    observer.request_started(req)  # type: ignore[attr-defined]
-            if observers:
-                duration = perf_counter() - req._started if req._started else 0.0
-                for observer in observers:
-                    try:
-                        observer.request_finished(req, req.route, 200, duration)  # type: ignore[attr-defined]
-                    except Exception:
-                        raise
+                if state.on_start is not None:
+                    state.on_start(req)
+            if state.watched:
+                try:
+                    state.on_finish(req, req.route, 200, perf_counter() - req._started)  # type: ignore[attr-defined]
+                except Exception:
+                    raise
 
         return one
 
-    metrics = RequestMetrics()
-    with_obs = protocol_path((metrics,))
-    without = protocol_path(())
-    req = Req()
-    started = metrics.request_started
-    finished = metrics.request_finished
+    def unwatched() -> None:
+        if not state.watched:
+            pass
+        if not state.watched:
+            pass
 
-    def calls_only() -> None:
-        started(req)
-        finished(req, "/json", 200, 0.0001)
-
-    def empty() -> None:
-        pass
-
-    best = {}
-    for name, fn in (
-        ("with", with_obs),
-        ("without", without),
-        ("calls", calls_only),
-        ("empty", empty),
-    ):
-        best[name] = min(timeit.repeat(fn, number=number, repeat=repeat)) / number * 1e6  # type: ignore[arg-type]
-    return best["with"] - best["without"], best["calls"] - best["empty"]
+    compiled = Recorder(DEFAULT_BUCKETS).request_finished
+    python = PyRecorder(DEFAULT_BUCKETS).request_finished
+    registry = prometheus_client.CollectorRegistry()
+    histogram = prometheus_client.Histogram(
+        "bench_seconds",
+        "bench",
+        ["method", "route", "klass"],
+        registry=registry,
+        buckets=DEFAULT_BUCKETS,
+    )
+    child = histogram.labels("GET", "/json", "2xx")
+    cases: dict[str, Callable[[], object]] = {
+        "empty": lambda: None,
+        "recorder": lambda: compiled(req, "/json", 200, 0.0003),
+        "pyrecorder": lambda: python(req, "/json", 200, 0.0003),
+        "prom_child": lambda: child.observe(0.0003),
+        "prom_labels": lambda: histogram.labels("GET", "/json", "2xx").observe(0.0003),
+        "unwatched": unwatched,
+        "path": plumbing(compiled),  # type: ignore[dict-item]
+    }
+    best = {
+        name: min(timeit.repeat(fn, number=number, repeat=repeat)) / number * 1e9
+        for name, fn in cases.items()
+    }
+    skip = ("empty", "path", "unwatched")
+    out = {name: best[name] - best["empty"] for name in cases if name not in skip}
+    out["path"] = best["path"] - best["unwatched"]
+    return out
 
 
 # -- the report --------------------------------------------------------------------------------
@@ -274,6 +313,10 @@ INSITU: dict[str, dict[str, str]] = {
     "without observe": {"FLOWCORO_PLUGINS_BLOCK": "observe"},
     "null observer (HTTP's observer plumbing)": {"FLOWCORO_PLUGINS_BLOCK": "observe"},
     "observe (all built-ins)": CONFIGS["observe (all built-ins)"],
+    "observe, pure-Python recorder": {
+        **CONFIGS["observe (all built-ins)"],
+        "FLOWCORO_OBSERVE_PURE_PYTHON": "1",
+    },
     "observe + tracing 1%": CONFIGS["observe + tracing 1%"],
 }
 
@@ -289,6 +332,10 @@ def _insitu_round(name: str) -> float:
     return float(out.split()[-1])
 
 
+def _spread(values: list[float], fmt: str = "{:.2f}") -> str:
+    return f"{fmt.format(min(values))}-{fmt.format(max(values))}"
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench observe")
     parser.add_argument("--rounds", type=int, default=5)
@@ -301,38 +348,44 @@ def main(argv: list[str]) -> int:
         serve(args.serve)
         return 0
     if args.micro:
-        print(*micro())
+        print(json.dumps(micro()))
         return 0
     if args.insitu is not None:
         print(insitu(args.insitu))
         return 0
     wrk = ensure_wrk("observe")
     print(f"machine: {os.cpu_count()} cores, {_cpu_model()}; python {sys.version.split()[0]}")
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
         f"rounds: {args.rounds}; wrk -t1 -c50 -d{args.duration:g}s per configuration and round; "
-        "in situ: best of 40 x 4,000 requests per round; micro: best of 7 x 500,000"
+        "in situ: best of 40 x 4,000 requests per configuration and round; "
+        "micro: best of 7 x 300,000 per round"
     )
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in CONFIGS}
     situ: dict[str, list[float]] = {name: [] for name in INSITU}
+    micros: list[dict[str, float]] = []
     names = list(CONFIGS)
+    situ_names = list(INSITU)
     for i in range(args.rounds):
         shift = i % len(names)
         for name in names[shift:] + names[:shift]:  # rotate who goes first
             runs[name].append(macro_round(wrk, name, args.duration))
-        for name in INSITU:
+        shift = i % len(situ_names)
+        for name in situ_names[shift:] + situ_names[:shift]:
             situ[name].append(_insitu_round(name))
+        # In its own process on core 0: run.py puts tools/bench first on sys.path (see the top).
+        out = subprocess.run(
+            ["taskset", "-c", "0", sys.executable, str(HERE), "--micro"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        micros.append(json.loads(out))
         print(f"  round {i + 1}/{args.rounds} done", flush=True)
-    # In its own process on core 0: run.py puts tools/bench first on sys.path (see the top).
-    out = subprocess.run(
-        ["taskset", "-c", "0", sys.executable, str(HERE), "--micro"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    path_us, calls_us = float(out[0]), float(out[1])
 
     med = statistics.median
-    base = med(r["cpu_us"] for r in runs[names[0]])
+    base_runs = [r["cpu_us"] for r in runs[names[0]]]
+    base = med(base_runs)
     print()
     print("End to end, GET /json, server on core 0, wrk on core 1 (noisy: > 1% run to run):")
     print()
@@ -342,39 +395,57 @@ def main(argv: list[str]) -> int:
         rps = [r["rps"] for r in runs[name]]
         cpu = [r["cpu_us"] for r in runs[name]]
         print(
-            f"| {name} | {med(rps):,.0f} | {min(rps):,.0f}-{max(rps):,.0f} | {med(cpu):.2f} | "
-            f"{min(cpu):.2f}-{max(cpu):.2f} | {med(cpu) / base * 100:.1f}% |"
+            f"| {name} | {med(rps):,.0f} | {_spread(rps, '{:,.0f}')} | {med(cpu):.2f} | "
+            f"{_spread(cpu)} | {med(cpu) / base * 100:.1f}% |"
         )
     print()
-    print("In situ: the real app and protocol fed GET /json in process (no kernel, no client):")
+    print("In situ: the real app and protocol fed GET /json in process (fast path, no kernel):")
     print()
-    print("| configuration | CPU µs/req | spread | added vs without |")
-    print("|---|---:|---:|---:|")
-    without = med(situ["without observe"])
+    print("| configuration | CPU µs/req | spread | added ns/req (median of per-round) | spread |")
+    print("|---|---:|---:|---:|---:|")
+    without = situ["without observe"]
+    added: dict[str, list[float]] = {}
     for name, values in situ.items():
+        # Per round: the difference of two measurements taken moments apart.
+        added[name] = [(v - w) * 1000 for v, w in zip(values, without, strict=True)]
         print(
-            f"| {name} | {med(values):.2f} | {min(values):.2f}-{max(values):.2f} | "
-            f"{med(values) - without:+.2f} |"
+            f"| {name} | {med(values):.3f} | {_spread(values, '{:.3f}')} | "
+            f"{med(added[name]):+.0f} | {_spread(added[name], '{:+.0f}')} |"
         )
     print()
-    print(
-        f"micro (hot loop): RequestMetrics calls {calls_us * 1000:.0f} ns/request; with the "
-        f"protocol's observer path (2 perf_counter, loops) {path_us * 1000:.0f} ns/request"
-    )
-    added = med(situ["observe (all built-ins)"]) - without
-    own = med(situ["observe (all built-ins)"]) - med(
+    print("Micro (hot loop), ns per request, median over rounds (spread):")
+    print()
+    print("| what | ns | spread |")
+    print("|---|---:|---:|")
+    labels = {
+        "recorder": "observe's request_finished, compiled recorder (in use)",
+        "pyrecorder": "observe's request_finished, pure-Python recorder (fallback)",
+        "path": "flowcoro-http's observer statements + compiled request_finished",
+        "prom_child": "prometheus_client Histogram child .observe()",
+        "prom_labels": "prometheus_client Histogram .labels(3 labels).observe()",
+    }
+    for name, label in labels.items():
+        values = [m[name] for m in micros]
+        print(f"| {label} | {med(values):.0f} | {_spread(values, '{:.0f}')} |")
+    print()
+    insitu_cost = med(added["observe (all built-ins)"]) / 1000
+    own_cost = med(situ["observe (all built-ins)"]) - med(
         situ["null observer (HTTP's observer plumbing)"]
     )
-    traced = med(situ["observe + tracing 1%"]) - without
-    print(f"server CPU per request without observe (wrk, median): {base:.2f} µs")
+    micro_cost = med([m["path"] for m in micros]) / 1000
+    traced = med(added["observe + tracing 1%"]) / 1000
+    print(
+        f"server CPU per request without observe (wrk, median of {args.rounds}): {base:.2f} µs "
+        f"(spread {_spread(base_runs)})"
+    )
     for label, cost in (
-        ("every built-in instrument, in situ", added),
-        ("  of which observe's own code (vs a null observer)", own),
-        ("every built-in instrument, micro", path_us),
+        ("every built-in instrument, in situ", insitu_cost),
+        ("  of which observe's own code (vs a null observer)", own_cost),
+        ("every built-in instrument, micro", micro_cost),
         ("built-ins + tracing at 1% head sampling, in situ", traced),
     ):
         kept = base / (base + max(cost, 0.0))
-        print(f"throughput kept, {label}: {base:.2f} / ({base:.2f} + {cost:.2f}) = {kept:.2%}")
+        print(f"throughput kept, {label}: {base:.2f} / ({base:.2f} + {cost:.3f}) = {kept:.2%}")
     print("target: >= 99% with every built-in instrument on")
     return 0
 
