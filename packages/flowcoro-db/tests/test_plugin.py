@@ -281,6 +281,9 @@ async def test_failure_paths_with_a_scripted_driver(echo_driver: None) -> None:
             async with db.transaction() as tx:
                 with pytest.raises(DBConnectionError):
                     await tx.execute("BOOM")
+                with pytest.raises(DBConnectionError, match="broken"):
+                    async with tx.transaction():  # no SAVEPOINT on a broken connection
+                        pass
                 raise ValueError("user error after the break")
         # COMMIT fails: raised, connection closed; ROLLBACK fails: the user's error wins
         failures["COMMIT"] = DBConnectionError("lost at commit")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from flowcoro.core.errors import BusyResourceError, ClosedResourceError
 from flowcoro.db._sql import bind, translate
@@ -68,14 +68,8 @@ class Connection:
         db = self._db
         if observe and db._observers:
             return await db._observed(self._call(method, sql, args, *extra, observe=False), sql)
-        if self._released:
-            raise ClosedResourceError("the connection was given back to the pool")
-        if self._broken:
-            raise DBConnectionError(
-                "the connection was broken by an earlier cancelled or failed call"
-            )
-        if self._busy:
-            raise BusyResourceError("another task is running a statement on this connection")
+        if self._released or self._broken or self._busy:
+            self._refuse()
         timeout = self._db._timeout(extra[-1])
         self._busy = True
         raw = self._raw
@@ -95,13 +89,26 @@ class Connection:
             raw.queries += 1
         return result
 
-    async def _control(self, sql: str) -> None:
-        """A transaction-control statement (BEGIN, COMMIT, ROLLBACK, SAVEPOINT...): `_call`
-        without arguments or a row count; the same checks and the same failure handling."""
+    def _refuse(self) -> NoReturn:
+        """Raise why this connection cannot run a statement now."""
+        if self._released:
+            raise ClosedResourceError("the connection was given back to the pool")
+        if self._broken:
+            raise DBConnectionError(
+                "the connection was broken by an earlier cancelled or failed call"
+            )
+        raise BusyResourceError("another task is running a statement on this connection")
+
+    async def _control(self, sql: str, *, observe: bool = True) -> None:
+        """A transaction-control statement (BEGIN, COMMIT, ROLLBACK, SAVEPOINT...) through the
+        driver's `control`: `_call` without arguments or a row count, the same checks and the
+        same failure handling."""
         db = self._db
-        if db._observers or self._released or self._broken or self._busy:
-            await self._call("execute", sql, (), None)  # observed, or raises why it cannot run
+        if observe and db._observers:
+            await db._observed(self._control(sql, observe=False), sql)
             return
+        if self._released or self._broken or self._busy:
+            self._refuse()
         timeout = db._timeout(None)
         self._busy = True
         raw = self._raw
