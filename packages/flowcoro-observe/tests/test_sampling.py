@@ -161,3 +161,19 @@ def test_workers_starting_hook_prepares_the_directory(
     assert (tmp_path / "w-9.json").exists()
     plugin.flowcoro_net_workers_starting(workers=2)
     assert not (tmp_path / "w-9.json").exists()
+
+
+def test_root_decisions_follow_the_ratio_and_the_sdk_rule() -> None:
+    ids = PresetIdGenerator()
+    bound = 2**62  # p = 0.25
+    head = HeadSampler(bound, False, ids)
+    kept = 0
+    for _ in range(8000):
+        if head.root():
+            kept += 1
+            trace_id = ids.generate_trace_id()
+            assert trace_id & (2**64 - 1) < bound  # the SDK's ratio sampler agrees
+    assert 1700 < kept < 2300, kept  # 2000 expected
+    assert HeadSampler(0, False, ids).countdown > 10**15  # always off: never reached
+    always = HeadSampler(2**64, False, ids)
+    assert all(always.root() for _ in range(10))
