@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 from _http_helpers import captured_logs, make_app, serving
 
-from flowcoro.http import Request
+from flowcoro.http import Request, StreamingResponse
 from flowcoro.http.state import RequestObserver, ServerState
 
 
@@ -121,3 +121,61 @@ def test_inherited_no_op_start_is_not_called() -> None:
     observer = Subclassed()
     state = ServerState(make_app().router, observers=[observer, observer])
     assert state.on_start is None
+
+
+async def test_fast_path_calls_request_timed_of_a_single_observer() -> None:
+    """A single observer with ``request_timed`` gets the fast path's requests there (the start
+    time, no duration); a response that is not written at once (here: streamed) still goes to
+    ``request_finished``. With the access log on, everything goes to ``request_finished``."""
+    import time
+
+    timed: list[tuple[str | None, str, int, float]] = []
+    finished: list[tuple[str | None, int]] = []
+
+    class Timing:
+        def request_finished(
+            self, request: Request, route: str | None, status: int, duration: float
+        ) -> None:
+            finished.append((route, status))
+
+        def request_timed(
+            self, request: Request, route: str | None, method: str, status: int, started: float
+        ) -> None:
+            timed.append((route, method, status, time.perf_counter() - started))
+
+    app = make_app()
+    app.add_observer(Timing())  # type: ignore[arg-type]
+
+    @app.get("/fast")
+    async def fast(request: Request) -> str:
+        return "fast"
+
+    @app.get("/streamed")
+    async def streamed(request: Request) -> StreamingResponse:
+        return StreamingResponse([b"a", b"b"])
+
+    async with (
+        serving(app) as (_, port),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+    ):
+        assert (await client.get("/fast")).text == "fast"
+        assert (await client.get("/streamed")).text == "ab"
+    assert [t[:3] for t in timed] == [("/fast", "GET", 200)]
+    assert 0 <= timed[0][3] < 5
+    assert finished == [("/streamed", 200)]
+
+    logged = make_app()
+    logged.access_log = True
+    logged.add_observer(Timing())  # type: ignore[arg-type]
+    logged.add_route("/fast", fast, ["GET"])
+    timed.clear()
+    finished.clear()
+    with captured_logs() as records:
+        async with (
+            serving(logged) as (_, port),
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+        ):
+            assert (await client.get("/fast")).text == "fast"
+    assert [r["path"] for r in records if r.get("event") == "http.request"] == ["/fast"]
+    assert timed == []
+    assert finished == [("/fast", 200)]

@@ -112,3 +112,26 @@ def test_the_pure_python_twin_can_be_forced() -> None:
         check=True,
     ).stdout
     assert out.strip() == "python"
+
+
+@pytest.mark.parametrize("impl", BOTH)
+def test_request_timed_measures_from_a_perf_counter_start(impl: type[PyRecorder]) -> None:
+    """The protocol's fast path hands over the start time; the recorder reads the clock (the
+    same clock as time.perf_counter) and counts exactly what request_finished would."""
+    from time import perf_counter
+
+    r = impl([0.001, 0.05, 10.0])
+    r.request_timed(None, "/a", "GET", 200, perf_counter() - 0.02)  # 20 ms ago: le=0.05
+    r.request_timed(None, "/a", "GET", 200, perf_counter())  # just now: le=0.001
+    r.request_timed(None, "/a", "BREW", 999, perf_counter() - 1.0)  # _OTHER, status 0
+    (a, other) = sorted(r.snapshot(), key=lambda cell: cell[1])
+    assert a[:4] == ("/a", "GET", 200, [1, 1, 0, 0])
+    assert 0.02 <= a[4] < 0.05  # the sum: both durations, read from the shared clock
+    assert other[:4] == ("/a", "_OTHER", 0, [0, 0, 1, 0])
+    assert 1.0 <= other[4] < 10.0
+    with pytest.raises(TypeError):
+        r.request_timed(None, "/a", "GET", 200, "then")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        r.request_timed(None, "/a", "GET", 200)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        r.request_timed(None, ["unhashable"], "GET", 200, perf_counter())

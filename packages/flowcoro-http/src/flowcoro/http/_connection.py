@@ -339,9 +339,13 @@ class Connection(BaseProtocol):
                 transport.write(result.encode(True, state.date, req.method == "HEAD"))  # type: ignore[union-attr]
             state.active -= 1
             if state.watched:
-                # _observe, inline: one frame less on the instrumented hot path.
+                # _observe, inline: one frame less on the instrumented hot path; an observer
+                # that times the request itself saves the clock read here.
+                # (Loaded first: calling it as state.on_timed(...) takes the interpreter's slow
+                # path for a callable stored on the instance.)
+                timed = state.on_timed
                 try:
-                    state.on_finish(req, req.route, result.status, perf_counter() - req._started)
+                    timed(req, req.route, req.method, result.status, req._started)
                 except Exception:
                     log.exception("http.observer_failed", observer=repr(state.on_finish))
             if self._req is None and not self._queue and not self._in_head:

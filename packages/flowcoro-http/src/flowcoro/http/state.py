@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from flowcoro.core.logger import get_logger
@@ -34,6 +35,12 @@ class RequestObserver:
     - ``bind_server(state)``: called once for each `ServerState` (one per served app) the
       observer is attached to, before its first request; it may keep the state to read live
       figures later (``state.active``: requests being handled now).
+    - ``request_timed(request, route, method, status, started)``: what ``request_finished``
+      is told, for an observer that reads the clock itself: ``started`` is
+      ``time.perf_counter()`` when the request started. When it is the only observer (and the
+      access log is off), the protocol's fast path (a complete response written at once) calls
+      this instead, saving a clock read and a float in Python; every other path calls
+      ``request_finished``.
     """
 
     def request_started(self, request: Request) -> None:  # pragma: no cover - interface
@@ -45,6 +52,11 @@ class RequestObserver:
         pass
 
     def bind_server(self, state: ServerState) -> None:  # pragma: no cover - interface
+        pass
+
+    def request_timed(
+        self, request: Request, route: str | None, method: str, status: int, started: float
+    ) -> None:  # pragma: no cover - interface
         pass
 
 
@@ -116,6 +128,7 @@ def _ws_observer(app: Any) -> WebSocketObserver | None:
 
 Started = Callable[[Request], object]
 Finished = Callable[[Request, "str | None", int, float], object]
+Timed = Callable[[Request, "str | None", str, int, float], object]
 
 
 def _defines(observer: object, name: str) -> bool:
@@ -153,6 +166,20 @@ def _compose(
             _log_access(request, status, duration)
 
     return (on_start if starts else None), on_finish
+
+
+def _timed(observers: tuple[RequestObserver, ...], access_log: bool, on_finish: Finished) -> Timed:
+    """What the protocol's fast path calls: the single observer's own ``request_timed`` when
+    it has one, else ``on_finish`` with the duration measured here."""
+    if len(observers) == 1 and not access_log and _defines(observers[0], "request_timed"):
+        return observers[0].request_timed
+
+    def timed(
+        request: Request, route: str | None, method: str, status: int, started: float
+    ) -> None:
+        on_finish(request, route, status, perf_counter() - started)
+
+    return timed
 
 
 def _log_access(req: Request, status: int, duration: float) -> None:
@@ -204,6 +231,7 @@ class ServerState:
         # per request.
         self.watched = bool(self.observers) or access_log
         self.on_start, self.on_finish = _compose(self.observers, access_log)
+        self.on_timed = _timed(self.observers, access_log, self.on_finish)
         for observer in self.observers:
             if _defines(observer, "bind_server"):
                 observer.bind_server(self)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 from bisect import bisect_left
 from collections.abc import Sequence
+from time import perf_counter
 from typing import Any
 
 __all__ = ["KNOWN_METHODS", "Recorder"]
@@ -48,6 +49,20 @@ class Recorder:
             cell = self._cells[route][request.method][status]
         except KeyError:
             cell = self._cell(route, request.method, status)
+        cell[index] += 1
+        cell[-1] += duration
+
+    def request_timed(
+        self, request: Any, route: Any, method: Any, status: Any, started: float
+    ) -> None:
+        """Count one request that started at ``started`` (``time.perf_counter()``) and
+        finished now."""
+        duration = perf_counter() - started
+        index = bisect_left(self._bounds, duration)
+        try:
+            cell = self._cells[route][method][status]
+        except KeyError:
+            cell = self._cell(route, method, status)
         cell[index] += 1
         cell[-1] += duration
 

@@ -14,6 +14,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>
+#if defined(__linux__)
+#include <time.h>
+#endif
 
 #define N_KNOWN 9
 #define OTHER N_KNOWN /* the index of "_OTHER" */
@@ -46,6 +49,9 @@ typedef struct {
 } Recorder;
 
 static PyObject *str_method; /* "method", interned */
+#if !defined(__linux__)
+static PyObject *perf_counter; /* time.perf_counter, where its clock is not CLOCK_MONOTONIC */
+#endif
 
 static void
 route_cells_free(PyObject *capsule)
@@ -131,6 +137,9 @@ add_cell(Recorder *self, RouteCells *rc, int key)
     return cell;
 }
 
+static PyObject *record(Recorder *self, PyObject *route, PyObject *method, long status,
+                        double duration);
+
 /* request_finished(request, route, status, duration) */
 static PyObject *
 Recorder_request_finished(Recorder *self, PyObject *const *args, Py_ssize_t nargs)
@@ -167,14 +176,88 @@ Recorder_request_finished(Recorder *self, PyObject *const *args, Py_ssize_t narg
     if (method == NULL) {
         return NULL;
     }
+    PyObject *done = record(self, route, method, status, duration);
+    Py_DECREF(method);
+    return done;
+}
+
+/* Now on time.perf_counter()'s clock, in seconds; -1.0 with an exception set on failure. */
+static double
+perf_now(void)
+{
+#if defined(__linux__)
+    /* perf_counter() is clock_gettime(CLOCK_MONOTONIC) on Linux. */
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1.0;
+    }
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+#else
+    PyObject *now = PyObject_CallNoArgs(perf_counter);
+    if (now == NULL) {
+        return -1.0;
+    }
+    double value = PyFloat_AsDouble(now);
+    Py_DECREF(now);
+    return value;
+#endif
+}
+
+/* request_timed(request, route, method, status, started): as request_finished, with the
+ * duration measured here from ``started`` (a time.perf_counter() value) and the method given:
+ * the protocol's fast path hands over what it holds and reads no clock of its own at the end.
+ * The request itself is not read. */
+static PyObject *
+Recorder_request_timed(Recorder *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError,
+                     "request_timed() takes 5 arguments (request, route, method, status, "
+                     "started), %zd given", nargs);
+        return NULL;
+    }
+    double started;
+    if (PyFloat_CheckExact(args[4])) {
+        started = PyFloat_AS_DOUBLE(args[4]);
+    }
+    else {
+        started = PyFloat_AsDouble(args[4]);
+        if (started == -1.0 && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    long status = 0;
+    if (PyLong_Check(args[3])) {
+        int overflow;
+        status = PyLong_AsLongAndOverflow(args[3], &overflow);
+        if (status == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    if (status < 100 || status > 599) {
+        status = 0;
+    }
+    double now = perf_now();
+    if (now == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return record(self, args[1], args[2], status, now - started);
+}
+
+/* One request into its cell: the method (borrowed) and route select it, the duration its
+ * bucket. */
+static PyObject *
+record(Recorder *self, PyObject *route, PyObject *method, long status, double duration)
+{
     int mi;
     if (method == self->last_method) {
         mi = self->last_method_index;
-        Py_DECREF(method);
     }
     else {
         mi = method_index(method);
-        Py_XSETREF(self->last_method, method); /* takes the new reference */
+        Py_INCREF(method);
+        Py_XSETREF(self->last_method, method);
         self->last_method_index = mi;
     }
     RouteCells *rc;
@@ -357,6 +440,9 @@ Recorder_get_bounds(Recorder *self, void *Py_UNUSED(closure))
 static PyMethodDef Recorder_methods[] = {
     {"request_finished", (PyCFunction)(void (*)(void))Recorder_request_finished, METH_FASTCALL,
      "request_finished(request, route, status, duration): count one finished request."},
+    {"request_timed", (PyCFunction)(void (*)(void))Recorder_request_timed, METH_FASTCALL,
+     "request_timed(request, route, method, status, started): count one request that started at "
+     "``started`` (time.perf_counter()) and finished now."},
     {"snapshot", (PyCFunction)Recorder_snapshot, METH_NOARGS,
      "snapshot() -> list of (route, method, status, bucket counts, sum)."},
     {NULL, NULL, 0, NULL},
@@ -394,6 +480,17 @@ PyInit__recorder(void)
     if (str_method == NULL || PyType_Ready(&RecorderType) < 0) {
         return NULL;
     }
+#if !defined(__linux__)
+    PyObject *time_module = PyImport_ImportModule("time");
+    if (time_module == NULL) {
+        return NULL;
+    }
+    perf_counter = PyObject_GetAttrString(time_module, "perf_counter");
+    Py_DECREF(time_module);
+    if (perf_counter == NULL) {
+        return NULL;
+    }
+#endif
     PyObject *module = PyModule_Create(&recorder_module);
     if (module == NULL) {
         return NULL;

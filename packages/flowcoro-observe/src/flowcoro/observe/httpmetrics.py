@@ -55,15 +55,24 @@ class RequestMetrics:
     """The ``flowcoro_http_observers`` object; also a prometheus_client collector of
     ``http_server_request_duration_seconds`` and ``http_server_active_requests``."""
 
-    __slots__ = ("_bounds", "_exemplars", "_recorder", "_servers", "request_finished")
+    __slots__ = (
+        "_bounds",
+        "_exemplars",
+        "_recorder",
+        "_servers",
+        "request_finished",
+        "request_timed",
+    )
 
     def __init__(
         self, buckets: Sequence[float] = DEFAULT_BUCKETS, recorder: type[PyRecorder] | None = None
     ) -> None:
         self._bounds = histogram_buckets(buckets)
         self._recorder = (recorder or Recorder)(self._bounds)
-        # The recorder's bound method itself: the protocol calls it directly.
+        # The recorder's bound methods themselves: the protocol calls them directly (its fast
+        # path calls request_timed, which reads the clock in the recorder).
         self.request_finished = self._recorder.request_finished
+        self.request_timed = self._recorder.request_timed
         self._servers: weakref.WeakSet[Any] = weakref.WeakSet()
         # (route, method, status class) -> per-bucket latest exemplar
         self._exemplars: dict[tuple[str, str, str], list[Exemplar | None]] = {}
