@@ -1,11 +1,13 @@
 """HTTP server request metrics: a request observer costing tens of nanoseconds a request.
 
-flowcoro-http calls ``request_finished(request, route, status, duration)`` synchronously after
-every request; that is the only per-request call. It is the ``request_finished`` of a `Recorder`
-— the compiled ``flowcoro.observe._recorder`` when it was built, else its pure-Python twin
-``flowcoro.observe._pyrecorder`` — bound once, so the protocol calls it with no wrapper frame:
-the cell of (route template, method, status) gets one count in the duration's bucket and the
-duration added to its sum. Status classes, counts and the exposition are derived at scrape time.
+flowcoro-http calls one method synchronously after every request: on its fast path (a complete
+response written at once) ``request_timed(request, route, method, status, started)``, where the
+recorder reads the clock itself, else ``request_finished(request, route, status, duration)``;
+that is the only per-request call. Both are the bound methods of a `Recorder` — the compiled
+``flowcoro.observe._recorder`` when it was built, else its pure-Python twin
+``flowcoro.observe._pyrecorder`` — so the protocol calls them with no wrapper frame: the cell of
+(route template, method, status) gets one count in the duration's bucket and the duration added
+to its sum. Status classes, counts and the exposition are derived at scrape time.
 
 No ``request_started``: requests in flight are read at scrape time from the live
 ``ServerState.active`` of every server the observer is bound to (``bind_server``, held weakly).
