@@ -2,7 +2,7 @@
 
     ./tools/dev bench db [--rounds=5] [--duration=2] [--pool=10] [--only=postgres|mariadb]
                          [--loop=uvloop|asyncio] [--workloads=select1,param,tx]
-                         [--libs=flowcoro,asyncpg,...] [--pgbench=yes|no]
+                         [--libs=flowcoro,asyncpg,...] [--pgbench=yes|no] [--verbose=no|yes]
 
 PostgreSQL: flowcoro.db vs asyncpg's own pool, SQLAlchemy asyncio (text() queries, asyncpg
 dialect) and encode/databases. MariaDB: flowcoro.db (asyncmy) vs asyncmy's pool and aiomysql's
@@ -17,9 +17,10 @@ Rounds interleave the libraries (the order rotates each round). The table shows 
 operations per second, the spread (min-max across rounds as % of the median), median p50 and p99
 latency with the p99's range over the rounds, the ratio to the raw driver's pool (median of
 per-round ratios), the client's CPU time per operation (user+system of the measured process), the
-database server's CPU time per operation (all its processes, from /proc), and flowcoro's pool
-reuse ratio. With CPU per operation the reader can tell a client-bound figure from a
-database-bound one.
+database server's CPU time per operation (all its processes, from /proc), the CPU other jobs on
+the machine used meanwhile (busy time of all CPUs from /proc/stat minus the client's and the
+server's, in % of one CPU: on a shared machine it tells a quiet measurement from a disturbed one),
+and flowcoro's pool reuse ratio. ``--verbose=yes`` prints every measurement instead of dots.
 
 PostgreSQL's transaction workload also runs ``pgbench`` (when installed) as a floor: the same
 transaction from 20 clients of one C thread pinned to CPU 1 (``-M prepared``, each client its own
@@ -82,6 +83,14 @@ def _server_cpu() -> float:
             # utime, stime, and those of exited children (backends that ended: pgbench's)
             total += sum(int(x) for x in fields[11:15])
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_busy() -> float:
+    """CPU seconds all CPUs have been busy since boot (/proc/stat: everything but idle and
+    iowait)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def _cpu_self() -> float:
@@ -243,12 +252,13 @@ async def _measure(
     latencies.clear()
     record = True
     count = 0
-    server0, client0 = _server_cpu(), _cpu_self()
+    server0, client0, busy0 = _server_cpu(), _cpu_self(), _machine_busy()
     started = clock()
     stop_at = started + duration
     await asyncio.gather(*(worker(i) for i in range(conc)))
     elapsed = clock() - started
     client_cpu, server_cpu = _cpu_self() - client0, _server_cpu() - server0
+    others = _machine_busy() - busy0 - client_cpu - server_cpu
     reuse = await close()
     latencies.sort()
     return {
@@ -257,6 +267,7 @@ async def _measure(
         "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
         "client_us": client_cpu / count * 1e6,
         "server_us": server_cpu / count * 1e6,
+        "others": max(others / elapsed, 0.0),
         "reuse": reuse,
     }
 
@@ -396,9 +407,10 @@ def _run_pgbench(duration: float) -> dict[str, Any] | None:
         if shutil.which("taskset"):
             cmd = ["taskset", "-c", "1", *cmd]
         cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        server0 = _server_cpu()
+        server0, busy0, started = _server_cpu(), _machine_busy(), time.perf_counter()
         out = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, check=False)
-        server_cpu = _server_cpu() - server0
+        server_cpu, busy = _server_cpu() - server0, _machine_busy() - busy0
+        elapsed = time.perf_counter() - started
         cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         if out.returncode != 0:
             print(f"bench db: pgbench failed:\n{out.stderr[-2000:]}", flush=True)
@@ -422,6 +434,7 @@ def _run_pgbench(duration: float) -> dict[str, Any] | None:
         "p99_ms": kept[int(len(kept) * 0.99)] * 1000,
         "client_us": client_cpu / len(done) * 1e6,
         "server_us": server_cpu / len(done) * 1e6,
+        "others": max((busy - server_cpu - client_cpu) / elapsed, 0.0),
         "reuse": None,
     }
 
@@ -457,6 +470,7 @@ def main(argv: list[str]) -> int:
     workloads = opts["workloads"].split(",") if "workloads" in opts else list(WORKLOADS)
     libs = opts["libs"].split(",") if "libs" in opts else None
     floor = opts.get("pgbench", "yes") != "no"
+    verbose = opts.get("verbose", "no") != "no"
     for name, given, known in (
         ("only", backends, PEERS),
         ("workloads", workloads, WORKLOADS),
@@ -495,7 +509,16 @@ def main(argv: list[str]) -> int:
                             res = _run_one(impl, backend, workload, duration, pool, loop)
                         if res is not None:
                             results.setdefault((backend, workload, impl), []).append(res)
-                        print(".", end="", flush=True)
+                        if verbose and res is not None:
+                            print(
+                                f"  round {r + 1} {backend}/{workload} {impl}: "
+                                f"{res['ops']:.0f} ops/s, p50 {res['p50_ms']:.2f} ms, "
+                                f"p99 {res['p99_ms']:.2f} ms, other jobs "
+                                f"{res['others'] * 100:.0f} % of a CPU",
+                                flush=True,
+                            )
+                        else:
+                            print(".", end="", flush=True)
                 print(f" {backend}/{workload} done", flush=True)
     finally:
         _restore(old)
@@ -503,7 +526,7 @@ def main(argv: list[str]) -> int:
     header = (
         f"{'backend':9} {'workload':9} {'library':11} {'ops/s':>9} {'spread':>7} "
         f"{'p50 ms':>7} {'p99 ms':>7} {'p99 range':>11} {'vs raw':>7} {'cli us':>7} "
-        f"{'srv us':>7} {'reuse':>6}"
+        f"{'srv us':>7} {'others':>6} {'reuse':>6}"
     )
     print(header)
     print("-" * len(header))
@@ -529,6 +552,7 @@ def main(argv: list[str]) -> int:
                     f"{statistics.median(p99):7.2f} {f'{min(p99):.1f}-{max(p99):.1f}':>11} "
                     f"{ratio:>7} {statistics.median(x['client_us'] for x in runs):7.1f} "
                     f"{statistics.median(x['server_us'] for x in runs):7.1f} "
+                    f"{statistics.median(x['others'] for x in runs) * 100:5.0f}% "
                     f"{'' if reuse is None else f'{reuse:.3f}':>6}"
                 )
     return status
