@@ -17,15 +17,18 @@ Rounds interleave the libraries (the order rotates each round). The table shows 
 operations per second, the spread (min-max across rounds as % of the median), median p50 and p99
 latency with the p99's range over the rounds, the ratio to the raw driver's pool (median of
 per-round ratios), the client's CPU time per operation (user+system of the measured process), the
-database server's CPU time per operation (all its processes, from /proc), the CPU other jobs on
-the machine used meanwhile (busy time of all CPUs from /proc/stat minus the client's and the
-server's, in % of one CPU: on a shared machine it tells a quiet measurement from a disturbed one),
-and flowcoro's pool reuse ratio. ``--verbose=yes`` prints every measurement instead of dots.
+database server's CPU time per operation (all its processes, from /proc: other jobs' sessions on the
+same server count too), the CPU other jobs on the machine used meanwhile (busy time of all CPUs from
+/proc/stat minus the client's and the server's, in % of one CPU: on a shared machine it tells a
+quiet measurement from a disturbed one), and flowcoro's pool reuse ratio. ``--verbose=yes`` prints
+every measurement instead of dots.
 
-PostgreSQL's transaction workload also runs ``pgbench`` (when installed) as a floor: the same
-transaction from 20 clients of one C thread pinned to CPU 1 (``-M prepared``, each client its own
-row), latencies from its per-transaction log after the same warm-up. No Python client can beat
-it; what it shows above the target is the database's and the machine's, not the client's.
+PostgreSQL's transaction workload also runs two references. ``asyncpg-conn``: asyncpg with one
+connection per task and no pool (``async with conn.transaction()``), the floor of a Python client
+on asyncpg. ``pgbench`` (when installed): the same transaction from 20 clients of one C thread
+pinned to CPU 1 (``-M prepared``, each client its own row), latencies from its per-transaction log
+after the same warm-up; no Python client can beat it, and what it shows above the target is the
+database's and the machine's, not the client's.
 Peers are installed into the running venv when missing; they are not dependencies of flowcoro-db.
 """
 
@@ -52,10 +55,13 @@ MY = os.environ.get("FLOWCORO_TEST_MARIADB", "mysql://root@127.0.0.1:3306/test")
 TABLE = "flowcoro_bench_tx"
 WORKLOADS = {"select1": 50, "param": 50, "tx": 20}
 PEERS = {
-    "postgres": ["flowcoro", "asyncpg", "sqlalchemy", "databases"],
+    "postgres": ["flowcoro", "asyncpg", "sqlalchemy", "databases", "asyncpg-conn"],
     "mariadb": ["flowcoro", "asyncmy", "aiomysql"],
 }
 RAW = {"postgres": "asyncpg", "mariadb": "asyncmy"}
+#: references that run the transaction only: asyncpg with one connection per task and no pool
+#: (the Python client's floor) and pgbench (the C client's)
+TX_ONLY = {"asyncpg-conn", "pgbench"}
 
 
 # -- the measured process ------------------------------------------------------------------------
@@ -140,6 +146,22 @@ async def _client(impl: str, backend: str, pool: int) -> tuple[Any, Any, Any, An
             tx_pg,
             close_pg,
         )
+    if impl == "asyncpg-conn":
+        import asyncpg
+
+        conns = [await asyncpg.connect(PG) for _ in range(pool)]
+        upd_pg = f"UPDATE {TABLE} SET v = v + 1 WHERE id = $1"
+
+        async def tx_conn(i: int) -> None:
+            c = conns[i - 1]
+            async with c.transaction():
+                await c.execute(upd_pg, i)
+
+        async def close_conns() -> Any:
+            for c in conns:
+                await c.close()
+
+        return None, None, tx_conn, close_conns
     if impl == "sqlalchemy":
         from sqlalchemy import text
         from sqlalchemy.ext.asyncio import create_async_engine
@@ -497,9 +519,9 @@ def main(argv: list[str]) -> int:
                 i for i in PEERS[backend] if i not in unavailable and (libs is None or i in libs)
             ]
             for workload in workloads:
-                lineup = impls
+                lineup = [i for i in impls if workload == "tx" or i not in TX_ONLY]
                 if backend == "postgres" and workload == "tx" and floor and shutil.which("pgbench"):
-                    lineup = [*impls, "pgbench"]
+                    lineup = [*lineup, "pgbench"]
                 for r in range(rounds):
                     order = lineup[r % len(lineup) :] + lineup[: r % len(lineup)]
                     for impl in order:
@@ -524,7 +546,7 @@ def main(argv: list[str]) -> int:
         _restore(old)
     print()
     header = (
-        f"{'backend':9} {'workload':9} {'library':11} {'ops/s':>9} {'spread':>7} "
+        f"{'backend':9} {'workload':9} {'library':12} {'ops/s':>9} {'spread':>7} "
         f"{'p50 ms':>7} {'p99 ms':>7} {'p99 range':>11} {'vs raw':>7} {'cli us':>7} "
         f"{'srv us':>7} {'others':>6} {'reuse':>6}"
     )
@@ -547,7 +569,7 @@ def main(argv: list[str]) -> int:
                     ratio = f"{statistics.median(ratios):.2f}"
                 reuse = runs[-1]["reuse"]
                 print(
-                    f"{backend:9} {workload:9} {impl:11} {statistics.median(ops):9.0f} "
+                    f"{backend:9} {workload:9} {impl:12} {statistics.median(ops):9.0f} "
                     f"{_spread(ops):6.1f}% {statistics.median(x['p50_ms'] for x in runs):7.2f} "
                     f"{statistics.median(p99):7.2f} {f'{min(p99):.1f}-{max(p99):.1f}':>11} "
                     f"{ratio:>7} {statistics.median(x['client_us'] for x in runs):7.1f} "
