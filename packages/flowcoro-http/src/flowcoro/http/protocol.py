@@ -86,6 +86,9 @@ class HTTPProtocol(Connection):
             self._client = (peer[0], peer[1])
         state = self._s
         state.attach(self)
+        # Read on every request: an attribute of the instance is read faster than the class
+        # default it would otherwise fall back to.
+        self.shutting_down = False
         self._kind = _HEAD
         self._deadline = state.now + state.limits.header_timeout
 
@@ -320,8 +323,7 @@ class HTTPProtocol(Connection):
         req.app = state.app
         req._raw_headers = headers
         req._conn = self
-        if self._last or not parser.should_keep_alive():
-            req.keep_alive = False
+        req.keep_alive = parser.should_keep_alive() and not self._last
         limit = state.max_body_size
         if found is None:
             req._endpoint = state.fallback
@@ -350,10 +352,11 @@ class HTTPProtocol(Connection):
             else:
                 req.route = route.path
                 req._endpoint = route.endpoint
-                if params is not None:
+                if params is None:
+                    req._kw = None  # stored: _start reads it, faster than the class default
+                else:
                     req.path_params = params
-                    if route.direct:
-                        req._kw = params
+                    req._kw = params if route.direct else None
                 if route.max_body_size is not None:
                     limit = route.max_body_size
         if te or cl:
