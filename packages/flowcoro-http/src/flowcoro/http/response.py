@@ -96,8 +96,11 @@ class Response:
         self.media_type = self.default_media_type if media_type is None else media_type
         self.headers: list[tuple[bytes, bytes]] | None = None
         if headers:
-            for name, value in headers.items():
-                self.set_header(name, value)
+            self._add_headers(headers)
+
+    def _add_headers(self, headers: Mapping[str, str]) -> None:
+        for name, value in headers.items():
+            self.set_header(name, value)
 
     def set_header(self, name: str, value: str) -> None:
         """Add a header (a repeated name adds another field). CR, LF and NUL are refused.
@@ -205,8 +208,7 @@ class _TextResponse(Response):
         self.media_type = self.default_media_type
         self.headers = None
         if headers:
-            for name, value in headers.items():
-                self.set_header(name, value)
+            self._add_headers(headers)
 
 
 class PlainTextResponse(_TextResponse):
@@ -238,8 +240,7 @@ class JSONResponse(Response):
         self.media_type = self.default_media_type if media_type is None else media_type
         self.headers = None
         if headers:
-            for name, value in headers.items():
-                self.set_header(name, value)
+            self._add_headers(headers)
 
 
 class StreamingResponse(Response):

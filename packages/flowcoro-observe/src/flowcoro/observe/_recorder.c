@@ -140,6 +140,34 @@ add_cell(Recorder *self, RouteCells *rc, int key)
 static PyObject *record(Recorder *self, PyObject *route, PyObject *method, long status,
                         double duration);
 
+/* A float argument (a duration or a perf_counter() time); -1 with an exception on failure. */
+static int
+float_arg(PyObject *value, double *out)
+{
+    if (PyFloat_CheckExact(value)) {
+        *out = PyFloat_AS_DOUBLE(value);
+        return 0;
+    }
+    *out = PyFloat_AsDouble(value);
+    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* The status as counted: an int in 100-599, else 0; -1 with an exception on failure. */
+static int
+status_arg(PyObject *value, long *out)
+{
+    long status = 0;
+    if (PyLong_Check(value)) {
+        int overflow;
+        status = PyLong_AsLongAndOverflow(value, &overflow);
+        if (status == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    *out = (status < 100 || status > 599) ? 0 : status;
+    return 0;
+}
+
 /* request_finished(request, route, status, duration) */
 static PyObject *
 Recorder_request_finished(Recorder *self, PyObject *const *args, Py_ssize_t nargs)
@@ -152,25 +180,9 @@ Recorder_request_finished(Recorder *self, PyObject *const *args, Py_ssize_t narg
     }
     PyObject *route = args[1];
     double duration;
-    if (PyFloat_CheckExact(args[3])) {
-        duration = PyFloat_AS_DOUBLE(args[3]);
-    }
-    else {
-        duration = PyFloat_AsDouble(args[3]);
-        if (duration == -1.0 && PyErr_Occurred()) {
-            return NULL;
-        }
-    }
-    long status = 0;
-    if (PyLong_Check(args[2])) {
-        int overflow;
-        status = PyLong_AsLongAndOverflow(args[2], &overflow);
-        if (status == -1 && PyErr_Occurred()) {
-            return NULL;
-        }
-    }
-    if (status < 100 || status > 599) {
-        status = 0;
+    long status;
+    if (float_arg(args[3], &duration) < 0 || status_arg(args[2], &status) < 0) {
+        return NULL;
     }
     PyObject *method = PyObject_GetAttr(args[0], str_method);
     if (method == NULL) {
@@ -218,25 +230,9 @@ Recorder_request_timed(Recorder *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     double started;
-    if (PyFloat_CheckExact(args[4])) {
-        started = PyFloat_AS_DOUBLE(args[4]);
-    }
-    else {
-        started = PyFloat_AsDouble(args[4]);
-        if (started == -1.0 && PyErr_Occurred()) {
-            return NULL;
-        }
-    }
-    long status = 0;
-    if (PyLong_Check(args[3])) {
-        int overflow;
-        status = PyLong_AsLongAndOverflow(args[3], &overflow);
-        if (status == -1 && PyErr_Occurred()) {
-            return NULL;
-        }
-    }
-    if (status < 100 || status > 599) {
-        status = 0;
+    long status;
+    if (float_arg(args[4], &started) < 0 || status_arg(args[3], &status) < 0) {
+        return NULL;
     }
     double now = perf_now();
     if (now == -1.0 && PyErr_Occurred()) {
