@@ -77,6 +77,9 @@ class HTTPProtocol(Connection):
     __slots__ = ()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Read on every request: an attribute of the instance is read faster than the class
+        # default it would otherwise fall back to (set first: nothing can have set it yet).
+        self.shutting_down = False
         super().connection_made(transport)
         if transport.is_closing():  # pragma: no cover - refused by the server (TLS at the limit)
             self._gone = True
@@ -86,9 +89,6 @@ class HTTPProtocol(Connection):
             self._client = (peer[0], peer[1])
         state = self._s
         state.attach(self)
-        # Read on every request: an attribute of the instance is read faster than the class
-        # default it would otherwise fall back to.
-        self.shutting_down = False
         self._kind = _HEAD
         self._deadline = state.now + state.limits.header_timeout
 
