@@ -141,8 +141,25 @@ def test_merge_rules_exemplars_and_type_conflicts(tmp_path: Path) -> None:
     jobs = [s for s in merged["jobs"].samples if s.name == "jobs_total"]
     assert [s.value for s in jobs] == [5]
     assert jobs[0].exemplar.labels == {"trace_id": "b"}  # the latest exemplar wins
-    # "temp" is a gauge for the first writer and a counter for the other: the other is skipped
-    assert [s.value for s in merged["temp"].samples] == [5]
+    # "temp" is a gauge for one writer and a counter for the other: the lower pid's type wins
+    # (read first), the other's samples are skipped
+    if os.getppid() < os.getpid():
+        assert (merged["temp"].type, [s.value for s in merged["temp"].samples]) == ("gauge", [5])
+    else:
+        assert (merged["temp"].type, [s.value for s in merged["temp"].samples]) == ("counter", [1])
+
+
+def test_workers_are_read_in_pid_order_not_name_order(tmp_path: Path) -> None:
+    """pid 999 and pid 1000 as text sort the other way round; the merge reads by number."""
+    from flowcoro.observe.multiprocess import _pid_of
+
+    names = [tmp_path / n for n in ("w-1000.json", "w-999.json", "w-x.json", "w-10.json")]
+    assert [p.name for p in sorted(names, key=_pid_of)] == [
+        "w-10.json",
+        "w-999.json",
+        "w-1000.json",
+        "w-x.json",
+    ]
 
 
 def test_dead_worker_files_retire_once(tmp_path: Path) -> None:

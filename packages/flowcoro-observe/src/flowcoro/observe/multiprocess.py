@@ -81,6 +81,12 @@ def _alive(pid: int, start: str | None) -> bool:
     return start is None or _proc_start(pid) in (None, start)
 
 
+def _pid_of(path: Path) -> int:
+    """The worker pid in a ``w-<pid>.json`` name (names that are not are read last)."""
+    digits = path.stem[2:]
+    return int(digits) if digits.isdigit() else 1 << 62
+
+
 def snapshot(families: Iterable[Metric]) -> Snapshot:
     """Metric families as JSON-able dicts (``_created`` samples dropped: they differ per worker)."""
     out: Snapshot = []
@@ -224,7 +230,9 @@ class SharedStore:
             retired = self._read(self.directory / self.RETIRED)
             if retired is not None:
                 merger.add(retired["families"], None, summed_only=True)
-            for path in sorted(self.directory.glob("w-*.json")):
+            # By pid, numerically: where two workers disagree on a metric's type, the first
+            # one read wins, and that must not depend on how the pids sort as text.
+            for path in sorted(self.directory.glob("w-*.json"), key=_pid_of):
                 data = self._read(path)
                 if data is not None:
                     merger.add(data["families"], int(data["pid"]))
