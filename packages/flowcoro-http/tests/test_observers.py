@@ -3,10 +3,15 @@ wrapper), and its failures are logged without affecting the response."""
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+from collections.abc import Awaitable
+from typing import Any
+
 import httpx
 from _http_helpers import captured_logs, make_app, serving
 
-from flowcoro.http import Request, StreamingResponse
+from flowcoro.http import HTTPException, Request, Response, StreamingResponse
 from flowcoro.http.state import RequestObserver, ServerState
 
 
@@ -179,3 +184,173 @@ async def test_fast_path_calls_request_timed_of_a_single_observer() -> None:
     assert [r["path"] for r in records if r.get("event") == "http.request"] == ["/fast"]
     assert timed == []
     assert finished == [("/fast", 200)]
+
+
+_MARK: contextvars.ContextVar[str] = contextvars.ContextVar("test_observers_mark", default="-")
+
+
+async def test_request_entered_wraps_chosen_requests_in_their_own_context() -> None:
+    """The wrapper ``request_entered`` returns for a request runs in that request's own context
+    (what it sets is seen by the handler, not by the next request), on top of what the observer
+    preset for every request; it awaits the request's final response: the status sent, after
+    exception handlers, for returned values, raised errors and handlers that wait. An observer
+    with only this hook is not timed."""
+    app = make_app()
+    wrapped: list[tuple[str, int, str]] = []
+
+    class Tracer:
+        def bind_server(self, state: ServerState) -> None:
+            state.preset(_MARK, "preset")
+
+        def request_entered(self, request: Request) -> Any:
+            return None if request.path == "/plain" else self.wrap
+
+        async def wrap(self, request: Request, respond: Awaitable[Response]) -> Response:
+            assert _MARK.get() == "preset"
+            _MARK.set(request.path)
+            await asyncio.sleep(0)  # a wrapper may wait, before and after
+            response = await respond
+            wrapped.append((request.path, response.status, _MARK.get()))
+            return response
+
+    app.add_observer(Tracer())  # type: ignore[arg-type]
+
+    @app.get("/plain")
+    async def plain(request: Request) -> str:
+        return _MARK.get()
+
+    @app.get("/value")
+    async def value(request: Request) -> dict[str, str]:
+        return {"mark": _MARK.get()}
+
+    @app.get("/missing")
+    async def missing(request: Request) -> str:
+        raise HTTPException(404, "no such thing")
+
+    @app.get("/broken")
+    async def broken(request: Request) -> str:
+        raise RuntimeError("handler bug")
+
+    @app.get("/slow")
+    async def slow(request: Request) -> str:
+        await asyncio.sleep(0.01)
+        return "slow"
+
+    state = app.wire()
+    assert not state.watched  # nothing times requests: no clock is read
+    with captured_logs():
+        async with (
+            serving(app) as (_, port),
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+        ):
+            assert (await client.get("/plain")).text == "preset"
+            assert (await client.get("/value")).json() == {"mark": "/value"}
+            assert (await client.get("/missing")).status_code == 404
+            assert (await client.get("/broken")).status_code == 500
+            assert (await client.get("/slow")).text == "slow"
+            assert (await client.get("/nowhere")).status_code == 404
+            assert (await client.get("/plain")).text == "preset"  # nothing leaked
+    assert _MARK.get() == "-"
+    assert wrapped == [
+        ("/value", 200, "/value"),
+        ("/missing", 404, "/missing"),
+        ("/broken", 500, "/broken"),
+        ("/slow", 200, "/slow"),
+        ("/nowhere", 404, "/nowhere"),
+    ]
+
+
+async def test_request_entered_of_several_observers_nest_and_a_failing_one_is_skipped() -> None:
+    app = make_app()
+    order: list[str] = []
+
+    def layer(name: str) -> Any:
+        async def wrap(request: Request, respond: Awaitable[Response]) -> Response:
+            order.append(f"{name} in")
+            response = await respond
+            order.append(f"{name} out")
+            return response
+
+        return wrap
+
+    class Outer:
+        def request_entered(self, request: Request) -> Any:
+            return layer("outer")
+
+    class Skipping:
+        def request_entered(self, request: Request) -> Any:
+            return None
+
+    class Inner:
+        def request_entered(self, request: Request) -> Any:
+            return layer("inner")
+
+    class Failing:
+        def request_entered(self, request: Request) -> Any:
+            raise RuntimeError("hook bug")
+
+    for observer in (Outer(), Failing(), Skipping(), Inner()):
+        app.add_observer(observer)  # type: ignore[arg-type]
+
+    @app.get("/")
+    async def index(request: Request) -> str:
+        order.append("handler")
+        return "ok"
+
+    with captured_logs() as records:
+        async with (
+            serving(app) as (_, port),
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+        ):
+            assert (await client.get("/")).text == "ok"
+    assert order == ["outer in", "inner in", "handler", "inner out", "outer out"]
+    assert [r["observer"] for r in records if r.get("event") == "http.observer_failed"] == [
+        repr(app.wire().observers[1])
+    ]
+
+
+async def test_a_single_failing_request_entered_is_logged_and_the_request_served() -> None:
+    app = make_app()
+
+    class Failing:
+        def request_entered(self, request: Request) -> Any:
+            raise RuntimeError("hook bug")
+
+    app.add_observer(Failing())  # type: ignore[arg-type]
+
+    @app.get("/")
+    async def index(request: Request) -> str:
+        return "ok"
+
+    with captured_logs() as records:
+        async with (
+            serving(app) as (_, port),
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+        ):
+            assert (await client.get("/")).text == "ok"
+            assert (await client.get("/")).text == "ok"
+    assert sum(r.get("event") == "http.observer_failed" for r in records) == 2
+
+
+async def test_the_parser_keeps_the_traceparent_aside_per_request() -> None:
+    """``request.traceparent`` is the raw W3C header of that request only (a keep-alive
+    connection's next request without one reads None), also when built by hand."""
+    app = make_app()
+    seen: list[bytes | None] = []
+
+    @app.post("/")
+    async def index(request: Request) -> str:
+        seen.append(request.traceparent)
+        return "ok"
+
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    async with (
+        serving(app) as (_, port),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+    ):
+        assert (await client.post("/", headers={"traceparent": parent}, content=b"x")).text == "ok"
+        assert (await client.post("/")).text == "ok"
+        assert (await client.post("/", headers={"TraceParent": parent})).text == "ok"
+    assert seen == [parent.encode(), None, parent.encode()]
+    assert Request("GET", "/", headers=[(b"traceparent", b"00-x")]).traceparent == b"00-x"
+    assert Request("GET", "/").traceparent is None

@@ -13,9 +13,7 @@ import asyncio
 import contextvars
 from asyncio.tasks import _current_tasks  # type: ignore[attr-defined]
 from collections import deque
-from collections.abc import AsyncIterable, Awaitable, Callable
-from contextvars import copy_context
-from time import perf_counter
+from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine
 from typing import Any
 
 import httptools
@@ -115,6 +113,7 @@ class Connection(BaseProtocol):
         "_send",
         "_served",
         "_te",
+        "_traceparent",
         "_url",
     )
 
@@ -134,6 +133,7 @@ class Connection(BaseProtocol):
         self._te = False
         self._expect = False
         self._framed = False
+        self._traceparent: bytes | None = None
         self._served = 0
         self._runner: asyncio.Task[None] | None = None
         self._job: tuple[Request, Awaitable[Any], contextvars.Context] | None = None
@@ -241,7 +241,7 @@ class Connection(BaseProtocol):
         if self._served >= state.max_keepalive_requests:
             req.keep_alive = False
         if state.watched:
-            req._started = perf_counter()
+            req._started = state.clock()
             if state.on_start is not None:
                 state.on_start(req)
         if state.active >= state.max_concurrency:
@@ -249,9 +249,19 @@ class Connection(BaseProtocol):
             self._respond(req, self._overloaded())
             return
         state.active += 1
-        ctx = copy_context()
+        ctx = state.base.copy()  # type: ignore[union-attr] # the connection's, with presets
         kw = req._kw
         coro = req._endpoint(req, **kw) if kw else req._endpoint(req)
+        enter = state.on_enter
+        if enter is not None:
+            # request_entered (a tracer): its wrapper, if any, runs around the final response.
+            try:
+                wrap = enter(req)
+            except Exception:
+                log.exception("http.observer_failed", observer=repr(enter))
+                wrap = None
+            if wrap is not None:
+                coro = wrap(req, self._answer(req, coro))
         loop = state.loop
         runner = self._runner
         if runner is None:
@@ -358,6 +368,20 @@ class Connection(BaseProtocol):
             return
         self._respond(req, result)
 
+    async def _answer(self, req: Request, coro: Coroutine[Any, Any, Any]) -> Response:
+        """The handler's result as the response the client gets (what `_start` and `_complete`
+        make of it), for a ``request_entered`` wrapper to await."""
+        try:
+            result = await coro
+        except Exception as exc:
+            return await self._recover(req, exc)
+        if isinstance(result, Response):
+            return result
+        try:
+            return to_response(result)
+        except TypeError as exc:
+            return self._server_error(req, exc)
+
     def _hand_off(self, req: Request, pending: Awaitable[Any], ctx: contextvars.Context) -> None:
         """Give the rest of this request to the connection's runner task."""
         self._job = (req, pending, ctx)
@@ -461,7 +485,7 @@ class Connection(BaseProtocol):
 
     def _observe(self, req: Request, status: int) -> None:
         try:
-            self._s.on_finish(req, req.route, status, perf_counter() - req._started)
+            self._s.on_finish(req, req.route, status, self._s.clock() - req._started)
         except Exception:
             log.exception("http.observer_failed", observer=repr(self._s.on_finish))
 
@@ -474,6 +498,7 @@ class Connection(BaseProtocol):
     async def _recover(self, req: Request, exc: Exception) -> Response:
         """An exception escaped the handler (and its middleware): its handler's response, or a
         500 that says nothing about it (the detail goes to the log with the request id)."""
+        req.exception = exc
         on_error = self._s.handlers.lookup(exc)
         if on_error is not None:
             try:
@@ -483,6 +508,7 @@ class Connection(BaseProtocol):
         return self._server_error(req, exc)
 
     def _server_error(self, req: Request, exc: BaseException) -> Response:
+        req.exception = exc
         log.error(
             "http.unhandled_error",
             method=req.method,

@@ -43,6 +43,7 @@ def make_endpoint(route: Route, handlers: ExceptionHandlers) -> Endpoint:
             else:
                 result = await handler(request)
         except Exception as exc:
+            request.exception = exc
             on_error = lookup(exc)
             if on_error is None:
                 raise

@@ -39,7 +39,11 @@ from flowcoro.http.state import RequestObserver, ServerState
 __all__ = ["HTTPProtocol", "ServerState", "RequestObserver"]
 
 _new_request = object.__new__
-_SPECIAL = frozenset((b"host", b"content-length", b"transfer-encoding", b"expect", b"upgrade"))
+# Header fields read while parsing (any other is only stored); traceparent (W3C trace context) is
+# kept aside for tracers, so they need not scan every request's headers.
+_SPECIAL = frozenset(
+    (b"host", b"content-length", b"transfer-encoding", b"expect", b"upgrade", b"traceparent")
+)
 _METHODS: dict[bytes, str] = {}
 _KNOWN = frozenset(m.encode() for m in METHODS)
 
@@ -250,6 +254,8 @@ class HTTPProtocol(Connection):
         elif n == b"upgrade":
             # Upgrades (WebSocket) are not served by this protocol: answer, then close.
             self._last = True
+        elif n == b"traceparent":
+            self._traceparent = value
         elif value.strip().lower() == b"100-continue":
             self._expect = True
         else:
@@ -277,17 +283,18 @@ class HTTPProtocol(Connection):
         if hosts != 1 and (hosts > 1 or version == "1.1"):
             raise _Reject(400, "an HTTP/1.1 request needs exactly one Host header")
         if self._framed:
-            # Content-Length, Transfer-Encoding or Expect: read them, then put them to rest.
+            # Content-Length, Transfer-Encoding, Expect or traceparent: read them, then put
+            # them to rest.
             self._framed = False
-            cl, te, expect = self._cl, self._te, self._expect
-            self._cl = None
+            cl, te, expect, parent = self._cl, self._te, self._expect, self._traceparent
+            self._cl = self._traceparent = None
             self._te = self._expect = False
             if te and cl is not None:
                 raise _Reject(  # pragma: no cover - llhttp refuses this first
                     400, "both Content-Length and Transfer-Encoding"
                 )
         else:
-            cl = None
+            cl = parent = None
             te = expect = False
         raw_method = parser.get_method()
         if raw_method == b"GET":  # a comparison costs less than hashing a new bytes object
@@ -324,6 +331,8 @@ class HTTPProtocol(Connection):
         req._raw_headers = headers
         req._conn = self
         req.keep_alive = parser.should_keep_alive() and not self._last
+        if parent is not None:
+            req.traceparent = parent
         limit = state.max_body_size
         if found is None:
             req._endpoint = state.fallback

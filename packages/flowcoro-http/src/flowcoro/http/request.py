@@ -46,6 +46,13 @@ class Request:
     # creating a request stores only the handful that differ (it happens once per request).
     route: str | None = None
     path_params: dict[str, Any] | None = None
+    #: The exception that escaped the handler (or a middleware) and was turned into the
+    #: response, by an exception handler or as the 500; None while none did. For observers
+    #: and tracers, which see the response, not the exception.
+    exception: BaseException | None = None
+    #: The raw W3C ``traceparent`` header (the last one, if several), kept aside by the parser
+    #: so that a tracer's per-request check costs no header scan; None without one.
+    traceparent: bytes | None = None
     # Defaults the server relies on: it builds requests without __init__ (see
     # HTTPProtocol.on_headers_complete) and stores only what differs.
     query_string = b""
@@ -93,6 +100,9 @@ class Request:
         self.client = client
         self.app = app
         self._raw_headers = headers if headers is not None else []
+        for name, value in self._raw_headers:
+            if name == b"traceparent":
+                self.traceparent = value
         self._conn = conn
         self._complete = body is not None or conn is None
         self._body = body

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import contextvars
+from collections.abc import Awaitable, Callable, Sequence
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,7 @@ from flowcoro.http._date import date_line
 from flowcoro.http.exceptions import ExceptionHandlers
 from flowcoro.http.limits import HTTPLimits
 from flowcoro.http.request import Request
+from flowcoro.http.response import Response
 
 if TYPE_CHECKING:
     from flowcoro.http.middleware import Endpoint
@@ -27,8 +29,8 @@ _access_log = get_logger("flowcoro.http.access")
 class RequestObserver:
     """What ``flowcoro_http_observers`` returns: called synchronously around every request.
 
-    ``request_finished`` is required. Two methods are optional (an observer that does not define
-    them, or inherits these no-ops, costs nothing for them):
+    ``request_finished`` is required of an observer that times requests. The others are optional
+    (an observer that does not define them, or inherits these no-ops, costs nothing for them):
 
     - ``request_started(request)``: called when the handler starts. Leave it out when the
       request count in flight is all it would serve: `ServerState.active` has it.
@@ -41,6 +43,21 @@ class RequestObserver:
       access log is off), the protocol's fast path (a complete response written at once) calls
       this instead, saving a clock read and a float in Python; every other path calls
       ``request_finished``.
+    - ``clock()``: the monotonic clock, in seconds, the server then reads to time requests
+      instead of ``time.perf_counter`` (for ``started``, and for the duration on the other
+      paths): an observer whose ``request_timed`` reads a cheaper clock of its own provides it,
+      so both ends agree. Used only when it is the single timing observer.
+    - ``request_entered(request)``: called after routing, just before the handler starts. It
+      returns None, or a wrapper ``wrap(request, respond)`` for this request alone:
+      ``respond`` is an awaitable of the request's final `Response` (exception handlers already
+      applied, so its status is the one sent), and ``wrap`` returns the awaitable the server
+      runs instead (it must await ``respond`` and return its response). The wrapper runs in
+      the request's own context (a copy that ends with the request: what it sets is seen by
+      the handler and what it spawns, and by no other request); the hook itself runs outside
+      it, so it must not set context variables (`ServerState.preset` sets one for every
+      request for free). This is how a tracer runs a span around the requests it samples while
+      the others pay one call. An observer that defines only this one is not timed (no clock
+      is read for it).
     """
 
     def request_started(self, request: Request) -> None:  # pragma: no cover - interface
@@ -58,6 +75,12 @@ class RequestObserver:
         self, request: Request, route: str | None, method: str, status: int, started: float
     ) -> None:  # pragma: no cover - interface
         pass
+
+    def request_entered(self, request: Request) -> Wrap | None:  # pragma: no cover - interface
+        return None
+
+    def clock(self) -> float:  # pragma: no cover - interface
+        return perf_counter()
 
 
 class WebSocketObserver:
@@ -127,16 +150,19 @@ def _ws_observer(app: Any) -> WebSocketObserver | None:
 
 
 Started = Callable[[Request], object]
+Wrap = Callable[[Request, Awaitable[Response]], Awaitable[Response]]
+Entered = Callable[[Request], "Wrap | None"]
 Finished = Callable[[Request, "str | None", int, float], object]
 Timed = Callable[[Request, "str | None", str, int, float], object]
 
 
 def _defines(observer: object, name: str) -> bool:
-    """The observer has its own ``name`` (not missing, not `RequestObserver`'s no-op)."""
-    method = getattr(type(observer), name, None)
-    if method is None:
-        return callable(getattr(observer, name, None))  # set on the instance
-    return method is not getattr(RequestObserver, name)
+    """The observer has its own ``name``: set (on the class or the instance, a slot included)
+    and not `RequestObserver`'s no-op."""
+    method = getattr(observer, name, None)
+    if not callable(method):
+        return False
+    return getattr(method, "__func__", None) is not getattr(RequestObserver, name)
 
 
 def _compose(
@@ -168,18 +194,58 @@ def _compose(
     return (on_start if starts else None), on_finish
 
 
-def _timed(observers: tuple[RequestObserver, ...], access_log: bool, on_finish: Finished) -> Timed:
-    """What the protocol's fast path calls: the single observer's own ``request_timed`` when
-    it has one, else ``on_finish`` with the duration measured here."""
+def _entered(observers: tuple[RequestObserver, ...]) -> Entered | None:
+    """One ``on_enter(request)`` for the protocol (None when no observer defines
+    ``request_entered``): the observer's own bound method when only one does, else a function
+    asking each in turn and nesting the wrappers they return (the first observer's outermost).
+    What a hook raises is logged; the request goes on without that hook's wrapper."""
+    hooks = tuple((o, o.request_entered) for o in observers if _defines(o, "request_entered"))
+    if not hooks:
+        return None
+    if len(hooks) == 1:
+        return hooks[0][1]
+
+    def on_enter(request: Request) -> Wrap | None:
+        wraps: list[Wrap] = []
+        for observer, hook in hooks:
+            try:
+                wrap = hook(request)
+            except Exception:
+                _log.exception("http.observer_failed", observer=repr(observer))
+                continue
+            if wrap is not None:
+                wraps.append(wrap)
+        if not wraps:
+            return None
+        if len(wraps) == 1:
+            return wraps[0]
+
+        def nested(request: Request, respond: Awaitable[Response]) -> Awaitable[Response]:
+            for wrap in reversed(wraps):
+                respond = wrap(request, respond)
+            return respond
+
+        return nested
+
+    return on_enter
+
+
+def _timed(
+    observers: tuple[RequestObserver, ...], access_log: bool, on_finish: Finished
+) -> tuple[Timed, Callable[[], float]]:
+    """What the protocol's fast path calls, and the clock requests are timed with: the single
+    observer's own ``request_timed`` (and its ``clock``, if it has one) when it has one, else
+    ``on_finish`` with the duration measured here on ``perf_counter``."""
     if len(observers) == 1 and not access_log and _defines(observers[0], "request_timed"):
-        return observers[0].request_timed
+        only = observers[0]
+        return only.request_timed, (only.clock if _defines(only, "clock") else perf_counter)
 
     def timed(
         request: Request, route: str | None, method: str, status: int, started: float
     ) -> None:
         on_finish(request, route, status, perf_counter() - started)
 
-    return timed
+    return timed, perf_counter
 
 
 def _log_access(req: Request, status: int, duration: float) -> None:
@@ -197,6 +263,46 @@ def _log_access(req: Request, status: int, duration: float) -> None:
 
 class ServerState:
     """Shared by every connection of one server (one per `App.protocol_factory()` call)."""
+
+    # Slots: the protocol reads a dozen of these per request, and a plain instance with this
+    # many attributes would lose Python's fast path for reading them (shared-key dicts stop
+    # at 30 keys).
+    __slots__ = (
+        "__weakref__",
+        "_presets",
+        "_tick",
+        "_timer",
+        "access_log",
+        "active",
+        "app",
+        "base",
+        "clock",
+        "conns",
+        "date",
+        "fallback",
+        "handlers",
+        "header_timeout",
+        "keepalive_timeout",
+        "limits",
+        "lookup",
+        "loop",
+        "max_body_size",
+        "max_concurrency",
+        "max_header_count",
+        "max_header_size",
+        "max_keepalive_requests",
+        "now",
+        "observers",
+        "on_enter",
+        "on_finish",
+        "on_start",
+        "on_timed",
+        "router",
+        "targets",
+        "watched",
+        "ws_observer",
+        "ws_routes",
+    )
 
     def __init__(
         self,
@@ -216,9 +322,14 @@ class ServerState:
         self.limits = limits = limits or HTTPLimits()
         self.handlers = handlers or ExceptionHandlers()
         self.fallback = fallback
-        self.observers = tuple(observers)
+        self.observers = observers = tuple(observers)
         self.access_log = access_log
         self.active = 0
+        # Context variables every request starts with (`preset`), and the context each request
+        # copies: made on the first connection, from its context (which every connection's
+        # copies too), with them set.
+        self._presets: dict[contextvars.ContextVar[Any], Any] = {}
+        self.base: contextvars.Context | None = None  # set on attach
         self.header_timeout = limits.header_timeout
         self.max_header_count = limits.max_header_count
         self.max_header_size = limits.max_header_size
@@ -226,13 +337,21 @@ class ServerState:
         self.max_keepalive_requests = limits.max_keepalive_requests
         self.max_concurrency = limits.max_concurrency
         self.keepalive_timeout = limits.keepalive_timeout
-        # Observers or an access log: only then is the clock read per request (one
-        # perf_counter pair), and each side is at most one call, composed here rather than
-        # per request.
-        self.watched = bool(self.observers) or access_log
-        self.on_start, self.on_finish = _compose(self.observers, access_log)
-        self.on_timed = _timed(self.observers, access_log, self.on_finish)
-        for observer in self.observers:
+        # Observers that time requests or an access log: only then is the clock read per
+        # request (one perf_counter pair), and each side is at most one call, composed here
+        # rather than per request. An observer with only request_entered is not timed.
+        timing = tuple(
+            o
+            for o in observers
+            if _defines(o, "request_finished")
+            or _defines(o, "request_timed")
+            or not _defines(o, "request_entered")
+        )
+        self.watched = bool(timing) or access_log
+        self.on_start, self.on_finish = _compose(timing, access_log)
+        self.on_timed, self.clock = _timed(timing, access_log, self.on_finish)
+        self.on_enter = _entered(observers)
+        for observer in observers:
             if _defines(observer, "bind_server"):
                 observer.bind_server(self)
         # WebSocket observers (None when there are none: then the WebSocket code pays nothing)
@@ -256,9 +375,26 @@ class ServerState:
             0.5, limits.keepalive_timeout / 4, limits.header_timeout / 4, limits.body_timeout / 4
         )
 
+    def preset(self, var: contextvars.ContextVar[Any], value: Any) -> None:
+        """Every request of this server starts with ``var`` set to ``value``, at no cost per
+        request (an observer calls this from ``bind_server``: a tracer marks requests as
+        "not sampled" until its wrapper says otherwise). Each request's context is then a copy
+        of one made on the server's first connection (as it is without presets), which is the
+        same as its own connection's unless something set variables in that one's context."""
+        self._presets[var] = value
+        self.base = None  # made again, with it, on the next attach
+
+    def _base(self) -> contextvars.Context:
+        base = contextvars.copy_context()
+        for var, value in self._presets.items():
+            base.run(var.set, value)
+        return base
+
     def attach(self, conn: HTTPProtocol) -> None:
         self.conns.add(conn)
         loop = asyncio.get_running_loop()
+        if self.base is None:
+            self.base = self._base()
         if loop is not self.loop:  # the first connection (or the app served on another loop)
             self.loop = loop
             self._timer = None
