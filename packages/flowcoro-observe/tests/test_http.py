@@ -126,7 +126,11 @@ async def test_traces_and_exemplars_over_http(span_exporter: InMemorySpanExporte
     assert db.parent.span_id == server.context.span_id
     assert (server.attributes or {})["http.route"] == "/users/{id:int}"
     assert (server.attributes or {})["http.response.status_code"] == 200
-    assert (spans["POST /boom"].attributes or {})["http.response.status_code"] == 500
+    boom = spans["POST /boom"]
+    assert (boom.attributes or {})["http.response.status_code"] == 500
+    # The span tells what failed, though the handler's exception became the 500 before it.
+    assert (boom.attributes or {})["error.type"] == "RuntimeError"
+    assert [e.name for e in boom.events] == ["exception"]
     exemplars = {
         s.labels["http_route"]: s.exemplar.labels["trace_id"]
         for s in families["http_server_request_duration_seconds"].samples
@@ -154,3 +158,48 @@ async def test_metrics_disabled_keeps_health_routes(monkeypatch: pytest.MonkeyPa
         assert (await client.get("/metrics")).status_code == 404
         assert (await client.get("/healthz")).status_code == 200
         assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_head_sampling_over_http_drops_whole_requests_and_keeps_parented_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Through flowcoro-http's ``request_entered`` hook: at ratio 0 a request without a parent
+    leaves no span at all (nor do the client spans inside it), a sampled W3C parent is
+    followed, an unsampled one is not, and a 404 the handler raised is no server error."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    from flowcoro.observe import configure_tracing
+    from flowcoro.observe.testing import reset_global_tracer_provider
+
+    reset_global_tracer_provider()
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
+    provider = configure_tracing("none")
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    app = build(tracing="on")
+
+    @app.get("/missing")
+    async def missing(request: Any) -> Any:
+        raise http.HTTPException(404, "no such user")
+
+    sampled = {"traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"}
+    try:
+        async with serving(app) as client:
+            for _ in range(20):
+                assert (await client.get("/users/1")).status_code == 200
+            unsampled = {"traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-00"}
+            assert (await client.get("/users/2", headers=unsampled)).status_code == 200
+            assert memory.get_finished_spans() == ()
+            assert (await client.get("/users/3", headers=sampled)).status_code == 200
+            assert (await client.get("/missing", headers=sampled)).status_code == 404
+        spans = {s.name: s for s in memory.get_finished_spans()}
+        assert sorted(spans) == ["GET /missing", "GET /users/{id:int}", "SELECT users"]
+        assert spans["SELECT users"].parent.span_id == spans["GET /users/{id:int}"].context.span_id  # type: ignore[union-attr]
+        missing_span = spans["GET /missing"]
+        assert (missing_span.attributes or {})["http.response.status_code"] == 404
+        assert "error.type" not in (missing_span.attributes or {})
+        assert missing_span.status.is_unset
+    finally:
+        provider.shutdown()
+        reset_global_tracer_provider()

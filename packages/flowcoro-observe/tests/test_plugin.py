@@ -8,7 +8,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import flowcoro.observe.plugin as plugin
 from flowcoro.core import App, Plugins
-from flowcoro.observe import CONNECTIONS, QUERIES, ConnectionMetrics, MetricsServer, Observe
+from flowcoro.observe import (
+    CONNECTIONS,
+    QUERIES,
+    ConnectionMetrics,
+    HTTPTracing,
+    MetricsServer,
+    Observe,
+)
 
 
 def new_app(**settings: object) -> App:
@@ -25,20 +32,29 @@ def test_settings_are_declared_with_defaults() -> None:
     assert Observe.for_app(app) is Observe.for_app(app)
 
 
-def test_http_hooks_hand_out_the_observer_and_middleware_only_when_enabled(
+def test_http_hooks_hand_out_one_observer_with_the_tracer_only_when_enabled(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
     app = new_app(tracing="off")
     observe = Observe.for_app(app)
     assert plugin.flowcoro_http_observers(app) == [observe.http]
-    assert plugin.flowcoro_http_middleware(app) == []  # tracing off: no per-request cost
+    assert observe.http.request_entered is None  # tracing off: no per-request hook at all
     assert plugin.flowcoro_net_connection_observers() == [CONNECTIONS]
     assert plugin.flowcoro_db_query_observers() == [QUERIES]
+    traced = new_app(tracing="on")
+    [observer] = plugin.flowcoro_http_observers(traced)
+    # Metrics and tracing in one observer: the protocol keeps calling the recorder directly.
+    assert observer is Observe.for_app(traced).http
+    tracing = observer._tracing
+    assert isinstance(tracing, HTTPTracing)
+    assert observer.request_entered is tracing.request_entered
+    assert tracing._metrics is observer
     quiet = new_app(http_metrics=False, tracing="on")
-    assert plugin.flowcoro_http_observers(quiet) == []
-    [middleware] = plugin.flowcoro_http_middleware(quiet)
-    assert middleware._metrics is None
+    [tracer] = plugin.flowcoro_http_observers(quiet)
+    assert isinstance(tracer, HTTPTracing)
+    assert tracer._metrics is None
+    assert plugin.flowcoro_http_observers(new_app(http_metrics=False, tracing="off")) == []
     assert plugin.flowcoro_http_routes(new_app(metrics_port=9999)) == []
 
 

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
 
 import pytest
 
+from flowcoro.observe._pyrecorder import Countdown as PyCountdown
 from flowcoro.observe._pyrecorder import Recorder as PyRecorder
 from flowcoro.observe.instruments import DEFAULT_BUCKETS
 
 try:
+    from flowcoro.observe._recorder import Countdown as CCountdown
     from flowcoro.observe._recorder import Recorder as CRecorder
 except ImportError:  # pragma: no cover - built without a compiler
-    CRecorder = None  # type: ignore[assignment,misc]
+    CRecorder = CCountdown = None  # type: ignore[assignment,misc]
 
 BOTH = [PyRecorder] + ([CRecorder] if CRecorder is not None else [])
+COUNTDOWNS = [PyCountdown] + ([CCountdown] if CCountdown is not None else [])
 
 
 class Req:
@@ -115,15 +119,14 @@ def test_the_pure_python_twin_can_be_forced() -> None:
 
 
 @pytest.mark.parametrize("impl", BOTH)
-def test_request_timed_measures_from_a_perf_counter_start(impl: type[PyRecorder]) -> None:
-    """The protocol's fast path hands over the start time; the recorder reads the clock (the
-    same clock as time.perf_counter) and counts exactly what request_finished would."""
-    from time import perf_counter
-
+def test_request_timed_measures_from_a_start_on_its_clock(impl: type[PyRecorder]) -> None:
+    """The protocol's fast path hands over the start time, read from the recorder's ``clock()``;
+    the recorder reads that clock again and counts exactly what request_finished would."""
     r = impl([0.001, 0.05, 10.0])
-    r.request_timed(None, "/a", "GET", 200, perf_counter() - 0.02)  # 20 ms ago: le=0.05
-    r.request_timed(None, "/a", "GET", 200, perf_counter())  # just now: le=0.001
-    r.request_timed(None, "/a", "BREW", 999, perf_counter() - 1.0)  # _OTHER, status 0
+    clock = r.clock
+    r.request_timed(None, "/a", "GET", 200, clock() - 0.02)  # 20 ms ago: le=0.05
+    r.request_timed(None, "/a", "GET", 200, clock())  # just now: le=0.001
+    r.request_timed(None, "/a", "BREW", 999, clock() - 1.0)  # _OTHER, status 0
     (a, other) = sorted(r.snapshot(), key=lambda cell: cell[1])
     assert a[:4] == ("/a", "GET", 200, [1, 1, 0, 0])
     assert 0.02 <= a[4] < 0.05  # the sum: both durations, read from the shared clock
@@ -134,4 +137,102 @@ def test_request_timed_measures_from_a_perf_counter_start(impl: type[PyRecorder]
     with pytest.raises(TypeError):
         r.request_timed(None, "/a", "GET", 200)  # type: ignore[call-arg]
     with pytest.raises(TypeError):
-        r.request_timed(None, ["unhashable"], "GET", 200, perf_counter())
+        r.request_timed(None, ["unhashable"], "GET", 200, clock())
+
+
+@pytest.mark.parametrize("impl", BOTH)
+def test_the_clock_runs_at_perf_counter_rate_close_to_it(impl: type[PyRecorder]) -> None:
+    """Whatever it reads (the TSC where the kernel's clocksource is the TSC, see clock_source),
+    the recorder's clock is seconds: its differences agree with perf_counter's to within 0.1%,
+    and its values start close to perf_counter's (anchored to CLOCK_MONOTONIC)."""
+    import time
+
+    clock = impl([1.0]).clock
+    assert abs(clock() - time.perf_counter()) < 1.0
+    a, b = clock(), time.perf_counter()
+    time.sleep(0.1)
+    c, d = clock(), time.perf_counter()
+    assert abs((c - a) / (d - b) - 1.0) < 1e-3
+    readings = [clock() for _ in range(1000)]
+    assert readings == sorted(readings)  # monotonic
+
+
+def test_the_compiled_clock_reads_the_tsc_only_where_the_kernel_does() -> None:
+    if CRecorder is None:  # pragma: no cover - built without a compiler
+        pytest.skip("not compiled")
+    from pathlib import Path
+
+    from flowcoro.observe._recorder import clock_source
+
+    source = Path("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+    kernel = source.read_text().strip() if source.exists() else ""
+    assert clock_source() == ("tsc" if kernel == "tsc" else "monotonic")
+    forced = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from flowcoro.observe._recorder import clock_source as c; print(c())",
+        ],
+        env={**os.environ, "FLOWCORO_OBSERVE_CLOCK": "monotonic"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert forced.stdout.strip() == "monotonic"
+
+
+class Traced:
+    def __init__(self, traceparent: bytes | None = None) -> None:
+        self.traceparent = traceparent
+
+
+@pytest.mark.parametrize("kind", COUNTDOWNS)
+def test_countdown_drops_only_parentless_requests_while_more_than_one_remains(
+    kind: type[PyCountdown],
+) -> None:
+    slow_calls: list[object] = []
+
+    def slow(request: object) -> str:
+        slow_calls.append(request)
+        return "decided"
+
+    countdown = kind(slow)
+    assert countdown.remaining == 0
+    first = Traced()
+    assert countdown(first) == "decided"  # not known yet: Python decides
+    countdown.remaining = 3
+    assert countdown(Traced()) is None
+    assert countdown(Traced()) is None
+    assert countdown.remaining == 1
+    last = Traced()
+    assert countdown(last) == "decided"  # the kept one
+    countdown.remaining = 5
+    parented = Traced(b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01")
+    other = object()  # no traceparent attribute: not flowcoro-http's request
+    assert countdown(parented) == "decided"
+    assert countdown(other) == "decided"
+    assert countdown.remaining == 5  # neither was counted
+    assert slow_calls == [first, last, parented, other]
+    assert countdown.slow is slow
+
+
+@pytest.mark.parametrize("kind", COUNTDOWNS)
+def test_countdown_errors(kind: type[PyCountdown]) -> None:
+    with pytest.raises(TypeError):
+        kind(42)  # type: ignore[arg-type]
+
+    def failing(request: object) -> None:
+        raise LookupError("slow path bug")
+
+    countdown = kind(failing)
+    with pytest.raises(LookupError):
+        countdown(Traced())
+
+    class Broken:
+        @property
+        def traceparent(self) -> bytes:
+            raise ValueError("header bug")
+
+    countdown.remaining = 10
+    with pytest.raises(ValueError):
+        countdown(Broken())

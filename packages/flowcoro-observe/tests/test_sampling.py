@@ -177,3 +177,45 @@ def test_root_decisions_follow_the_ratio_and_the_sdk_rule() -> None:
     assert HeadSampler(0, False, ids).countdown > 10**15  # always off: never reached
     always = HeadSampler(2**64, False, ids)
     assert all(always.root() for _ in range(10))
+
+
+async def test_another_propagator_makes_the_sdk_decide_every_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only W3C parents are read before the SDK: with another propagator (here one reading
+    ``x-parent``) a parent it carries is followed even at ratio 0, and headers are extracted."""
+    from opentelemetry import propagate
+    from opentelemetry.context import Context
+    from opentelemetry.propagators.textmap import TextMapPropagator
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+
+    class XParent(TextMapPropagator):
+        def extract(self, carrier: Any, context: Context | None = None, getter: Any = None) -> Any:
+            value = (getter.get(carrier, "x-parent") or [None])[0] if getter else None
+            if value is None:
+                return context if context is not None else Context()
+            parent = SpanContext(int(value, 16), 0xF067AA0BA902B7, True, TraceFlags(1))
+            return set_span_in_context(NonRecordingSpan(parent), context)
+
+        def inject(self, carrier: Any, context: Context | None = None, setter: Any = None) -> None:
+            pass
+
+        @property
+        def fields(self) -> set[str]:
+            return {"x-parent"}
+
+    provider, memory = configured(monkeypatch, "parentbased_traceidratio", "0")
+    previous = propagate.get_global_textmap()
+    propagate.set_global_textmap(XParent())
+    try:
+        middleware = TracingMiddleware()
+        trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+        await middleware(Request([(b"x-parent", trace_id.encode())]), handler)
+        await middleware(Request(), handler)  # a root: ratio 0 drops it (the SDK's decision)
+    finally:
+        propagate.set_global_textmap(previous)
+    spans = memory.get_finished_spans()
+    assert [s.name for s in spans] == ["SELECT 1", "GET /x"]
+    assert {f"{s.context.trace_id:032x}" for s in spans} == {trace_id}
+    assert middleware._head is None  # no fast path under another propagator
+    provider.shutdown()

@@ -24,6 +24,7 @@ from flowcoro.observe.observe import SETTINGS, Observe
 from flowcoro.observe.pools import PoolCollector
 from flowcoro.observe.server import MetricsServer
 from flowcoro.observe.tracing import (
+    HTTPTracing,
     TracingMiddleware,
     client_span,
     configure_tracing,
@@ -60,6 +61,7 @@ __all__ = [
     "render",
     # tracing
     "configure_tracing",
+    "HTTPTracing",
     "TracingMiddleware",
     "client_span",
     "extract_context",

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import itertools
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from time import perf_counter
 from typing import Any
 
-__all__ = ["KNOWN_METHODS", "Recorder"]
+__all__ = ["KNOWN_METHODS", "Countdown", "Recorder", "clock_source"]
 
 KNOWN_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"}
@@ -41,6 +41,9 @@ class Recorder:
     @property
     def bounds(self) -> tuple[float, ...]:
         return self._bounds
+
+    #: Now, in seconds, on the clock `request_timed` reads (the compiled twin's may be the TSC).
+    clock = staticmethod(perf_counter)
 
     def request_finished(self, request: Any, route: Any, status: Any, duration: float) -> None:
         """Count one finished request."""
@@ -85,3 +88,33 @@ class Recorder:
             for method, by_status in list(by_method.items())
             for status, cell in list(by_status.items())
         ]
+
+
+_MISSING: Any = object()
+
+
+class Countdown:
+    """The head sampler's decision for a dropped request (the tracer's ``request_entered``): a
+    request without a ``traceparent`` while more than one request ``remaining`` before the next
+    kept one is counted down and left alone (None); anything else goes to ``slow(request)``,
+    which may set ``remaining``."""
+
+    __slots__ = ("remaining", "slow")
+
+    def __init__(self, slow: Callable[[Any], Any]) -> None:
+        if not callable(slow):
+            raise TypeError("Countdown: slow must be callable")
+        self.slow = slow
+        #: Root requests until the next kept one, that one included (0: not known yet).
+        self.remaining = 0
+
+    def __call__(self, request: Any) -> Any:
+        if self.remaining > 1 and getattr(request, "traceparent", _MISSING) is None:
+            self.remaining -= 1
+            return None
+        return self.slow(request)
+
+
+def clock_source() -> str:
+    """What `Recorder.clock` reads: here always ``time.perf_counter``."""
+    return "perf_counter"

@@ -30,24 +30,39 @@ from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFam
 from prometheus_client.samples import Exemplar
 
 from flowcoro.observe._pyrecorder import KNOWN_METHODS
+from flowcoro.observe._pyrecorder import Countdown as PyCountdown
 from flowcoro.observe._pyrecorder import Recorder as PyRecorder
+from flowcoro.observe._pyrecorder import clock_source as py_clock_source
 from flowcoro.observe.instruments import DEFAULT_BUCKETS, cumulative_buckets, histogram_buckets
 
-__all__ = ["IMPLEMENTATION", "KNOWN_METHODS", "UNMATCHED", "Recorder", "RequestMetrics"]
+__all__ = [
+    "IMPLEMENTATION",
+    "KNOWN_METHODS",
+    "UNMATCHED",
+    "Countdown",
+    "Recorder",
+    "RequestMetrics",
+    "clock_source",
+]
 
 UNMATCHED = "unmatched"
 
 Recorder: type[PyRecorder]
-# FLOWCORO_OBSERVE_PURE_PYTHON=1 forces the pure-Python twin (tests and comparisons).
+Countdown: type[PyCountdown]  # the tracer's per-request head-sampling decision
+# FLOWCORO_OBSERVE_PURE_PYTHON=1 forces the pure-Python twins (tests and comparisons).
 if os.environ.get("FLOWCORO_OBSERVE_PURE_PYTHON", "") in ("", "0"):
     try:
+        from flowcoro.observe._recorder import Countdown as _CCountdown
         from flowcoro.observe._recorder import Recorder as _CRecorder
+        from flowcoro.observe._recorder import clock_source as _c_clock_source
 
         Recorder = _CRecorder  # type: ignore[assignment]
+        Countdown = _CCountdown  # type: ignore[assignment]
+        clock_source = _c_clock_source
     except ImportError:  # pragma: no cover - installed without a C compiler
-        Recorder = PyRecorder
+        Recorder, Countdown, clock_source = PyRecorder, PyCountdown, py_clock_source
 else:  # pragma: no cover - exercised in a subprocess by the tests
-    Recorder = PyRecorder
+    Recorder, Countdown, clock_source = PyRecorder, PyCountdown, py_clock_source
 
 #: ``"c"`` when the compiled aggregation is in use, ``"python"`` otherwise.
 IMPLEMENTATION = "python" if Recorder is PyRecorder else "c"
@@ -62,6 +77,9 @@ class RequestMetrics:
         "_exemplars",
         "_recorder",
         "_servers",
+        "_tracing",
+        "clock",
+        "request_entered",
         "request_finished",
         "request_timed",
     )
@@ -75,6 +93,12 @@ class RequestMetrics:
         # path calls request_timed, which reads the clock in the recorder).
         self.request_finished = self._recorder.request_finished
         self.request_timed = self._recorder.request_timed
+        # The clock request_timed reads: flowcoro-http reads it for the start (see clock_source).
+        self.clock = self._recorder.clock
+        # With tracing on (`trace`), the tracer's request_entered: one observer then does both,
+        # and the protocol keeps calling the recorder directly.
+        self.request_entered: Any = None
+        self._tracing: Any = None
         self._servers: weakref.WeakSet[Any] = weakref.WeakSet()
         # (route, method, status class) -> per-bucket latest exemplar
         self._exemplars: dict[tuple[str, str, str], list[Exemplar | None]] = {}
@@ -83,6 +107,14 @@ class RequestMetrics:
         """flowcoro-http hands over each `ServerState` this observer serves (held weakly):
         its ``active`` is the count of requests being handled now."""
         self._servers.add(state)
+        if self._tracing is not None:
+            self._tracing.bind_server(state)
+
+    def trace(self, tracing: Any) -> None:
+        """Make this observer also ``tracing``'s (an `HTTPTracing`; None: no tracing): its
+        ``request_entered`` and ``bind_server``. Before the app is wired."""
+        self._tracing = tracing
+        self.request_entered = None if tracing is None else tracing.request_entered
 
     @property
     def active(self) -> int:

@@ -133,6 +133,19 @@ class Observe(Component):
             return tracing.tracing_active() or exporter not in ("", "none")
         return bool(mode == "on")
 
+    def http_observers(self) -> list[Any]:
+        """What flowcoro-http's ``flowcoro_http_observers`` gets (at wiring): the request metrics
+        and, with tracing on, the tracer's ``request_entered`` on that same observer (one
+        observer keeps the protocol's direct call to the recorder)."""
+        metrics = bool(self.config["metrics_enabled"] and self.config["http_metrics"])
+        tracer = (
+            tracing.HTTPTracing(self.http if metrics else None) if self.tracing_enabled else None
+        )
+        if metrics:
+            self.http.trace(tracer)
+            return [self.http]
+        return [] if tracer is None else [tracer]
+
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self, app: Any) -> None:

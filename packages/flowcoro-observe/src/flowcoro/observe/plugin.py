@@ -59,10 +59,7 @@ def flowcoro_net_workers_starting(workers: int) -> None:
 def flowcoro_http_observers(app: Any) -> list[Any]:
     from flowcoro.observe.observe import Observe
 
-    observe = Observe.for_app(app)
-    if observe.config["metrics_enabled"] and observe.config["http_metrics"]:
-        return [observe.http]
-    return []
+    return Observe.for_app(app).http_observers()
 
 
 @hookimpl(optionalhook=True)
@@ -71,17 +68,6 @@ def flowcoro_http_ws_observers(app: Any) -> list[Any]:
 
     observe = Observe.for_app(app)
     return [observe.ws] if observe.config["metrics_enabled"] else []
-
-
-@hookimpl(optionalhook=True)
-def flowcoro_http_middleware(app: Any) -> list[Any]:
-    from flowcoro.observe.observe import Observe
-    from flowcoro.observe.tracing import TracingMiddleware
-
-    observe = Observe.for_app(app)
-    if not observe.tracing_enabled:
-        return []  # no middleware at all: tracing off costs nothing per request
-    return [TracingMiddleware(observe.http if observe.config["http_metrics"] else None)]
 
 
 @hookimpl(optionalhook=True)

@@ -32,6 +32,7 @@ from flowcoro.observe._version import __version__
 from flowcoro.observe.errors import ObserveError
 
 __all__ = [
+    "HTTPTracing",
     "TracingMiddleware",
     "client_span",
     "configure_tracing",
@@ -175,9 +176,35 @@ def client_span(
             raise
 
 
+_W3C_HEADERS = frozenset((b"traceparent", b"tracestate", b"baggage"))
+_DEFAULT_PROPAGATION: list[Any] = [None, False]  # [the global propagator, is it the default]
+
+
+def _default_propagation() -> bool:
+    """The global propagator is OpenTelemetry's default (W3C trace context and baggage): then a
+    request with none of `_W3C_HEADERS` carries no context, and extracting can be skipped."""
+    propagator = propagate.get_global_textmap()
+    if propagator is not _DEFAULT_PROPAGATION[0]:
+        from opentelemetry.baggage.propagation import W3CBaggagePropagator
+        from opentelemetry.propagators.composite import CompositePropagator
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        inner = getattr(propagator, "_propagators", None)
+        default = {TraceContextTextMapPropagator, W3CBaggagePropagator}
+        _DEFAULT_PROPAGATION[:] = [
+            propagator,
+            isinstance(propagator, CompositePropagator)
+            and isinstance(inner, list | tuple)
+            and len(inner) == 2
+            and {type(p) for p in inner} == default,
+        ]
+    return bool(_DEFAULT_PROPAGATION[1])
+
+
 def _traceparent(request: Any) -> bytes | None:
-    """The raw ``traceparent`` value. flowcoro-http's parsed header pairs are scanned directly:
-    building ``request.headers`` costs about 2 µs, ten times this scan."""
+    """The raw ``traceparent`` value of a request that is not flowcoro-http's (whose parser
+    keeps it aside as ``request.traceparent``): its parsed header pairs if it has them (building
+    ``request.headers`` costs ten times a scan), else its headers."""
     raw = getattr(request, "_raw_headers", None)
     if type(raw) is not list:
         value = request.headers.get("traceparent")
@@ -204,66 +231,86 @@ def _status_of(response: Any) -> int:
     return 0
 
 
-class TracingMiddleware:
-    """A server span per HTTP request, named ``"{method} {route}"``, with the stable HTTP
+class HTTPTracing:
+    """A server span per sampled HTTP request, named ``"{method} {route}"``, with the stable HTTP
     semantic-convention attributes, the remote parent extracted from the headers, and current
     inside the handler (so DB spans become its children). Sampled requests also leave an
-    exemplar (their trace id) in the latency histogram bucket they fell in."""
+    exemplar (their trace id) in the latency histogram bucket they fell in.
+
+    flowcoro-observe hands `request_entered` to flowcoro-http as a request observer's hook
+    (``RequestObserver.request_entered``): it runs in each request's own context before the
+    handler and decides the head sample there. A dropped request costs that call and nothing
+    else (no middleware layer, no coroutine); a kept one returns `_traced`, which the server
+    runs around the request's final response."""
 
     def __init__(self, metrics: Any = None) -> None:
+        from flowcoro.observe.httpmetrics import Countdown
+
         self._tracer = tracer()
         self._metrics = metrics
         self._head: Any = _UNRESOLVED
-        # flowcoro-http's Request, whose parsed header pairs (``_raw_headers``) are read
-        # directly; any other request type goes through `_traceparent`.
+        # flowcoro-http's Request, whose parser keeps the traceparent header aside; any other
+        # request type goes through `_traceparent`.
         self._request_type: Any = _http_request_type()
+        # True once bound to a flowcoro-http server: its requests start "unsampled" (preset
+        # in their context), so a dropped request sets nothing; otherwise (the middleware) a
+        # dropped request sets the flag itself.
+        self._preset = False
+        #: The per-request hook: None for a request the head sampler drops, else `_traced`.
+        #: A dropped request without a remote parent is counted down in C (`Countdown`: at 1%
+        #: sampling that is 99% of requests, and all that tracing costs them); every other
+        #: request is decided by `_decide`.
+        self.request_entered: Callable[[Any], Any] = Countdown(self._decide)
+
+    def bind_server(self, state: Any) -> None:
+        """flowcoro-http hands over each server this tracer observes: every request of it
+        starts with the "unsampled" flag set, at no cost per request; `_traced` clears it for
+        the requests it keeps."""
+        state.preset(_UNSAMPLED, True)
+        self._preset = True
 
     def _head_sampler(self) -> Any:
         # Resolved on the first request: the provider is installed when the app starts.
         provider = trace.get_tracer_provider()
         head = None
-        if sdk_available() and tracing_active():
+        # Only W3C parents are read before the SDK: another propagator (OTEL_PROPAGATORS=b3,
+        # say) may carry a sampled parent in other headers, so then the SDK decides each request.
+        if sdk_available() and tracing_active() and _default_propagation():
             from flowcoro.observe._sampling import HeadSampler
 
             head = HeadSampler.for_provider(provider)
+            if head is not None:
+                self.request_entered.remaining = head.countdown  # type: ignore[attr-defined]
         self._head = head
         return head
 
-    def __call__(self, request: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Awaitable[Any]:
-        """Not a coroutine: a dropped request is handed straight on (``call_next(request)``'s
-        own awaitable, no frame of this middleware in between); a traced one gets `_traced`.
-
-        A dropped request sets the "unsampled" flag without resetting it: flowcoro-http runs
-        every request in its own copy of the context, which ends with the request (a traced
-        request clears the flag, should a caller share one context between requests). At 1%
-        sampling this is the path of 99% of the requests, so it is written out, no helpers."""
+    def _decide(self, request: Any) -> Callable[[Any, Awaitable[Any]], Awaitable[Any]] | None:
+        """`request_entered` for what the countdown does not settle: the kept request (its
+        trace id preset for the SDK, the next gap drawn), a remote parent (followed under
+        ParentBased), the first request (the sampler resolved), or no head sampler at all (the
+        SDK decides every request)."""
         head = self._head
         if head is _UNRESOLVED:
             head = self._head_sampler()
-        if head is not None:
-            raw = request._raw_headers if type(request) is self._request_type else None
-            parent = None
-            if raw is None:
-                parent = _traceparent(request)
-            else:
-                for name, value in raw:
-                    if name == b"traceparent":
-                        parent = value
-                        break
-            if parent is None:
-                countdown = head.countdown - 1  # HeadSampler.root(), its dropping branch inline
-                if countdown > 0:
-                    head.countdown = countdown
-                    _UNSAMPLED.set(True)
-                    return call_next(request)
-                head.keep()
-            elif head.parent_based and len(parent) == 55 and parent[-1] in b"02468ace":
-                # a valid W3C parent whose flags say "not sampled", under ParentBased
-                _UNSAMPLED.set(True)
-                return call_next(request)
-        return self._traced(request, call_next)
+        if head is None:
+            return self._traced
+        if type(request) is self._request_type:
+            parent = request.traceparent  # kept aside by flowcoro-http's parser
+        else:
+            parent = _traceparent(request)
+        if parent is None:
+            countdown: Any = self.request_entered
+            if countdown.remaining > 1:  # the first request, or not flowcoro-http's
+                countdown.remaining -= 1
+                return None
+            head.keep()
+            countdown.remaining = head.countdown
+            return self._traced
+        if head.parent_based and len(parent) == 55 and parent[-1] in b"02468ace":
+            return None  # a valid W3C parent whose flags say "not sampled", under ParentBased
+        return self._traced
 
-    async def _traced(self, request: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+    async def _traced(self, request: Any, respond: Awaitable[Any]) -> Any:
         if _UNSAMPLED.get():
             _UNSAMPLED.set(False)
         method = request.method
@@ -281,14 +328,30 @@ class TracingMiddleware:
         client = getattr(request, "client", None)
         if client:
             attributes["client.address"] = str(client[0] if isinstance(client, tuple) else client)
-        headers = request.headers
-        agent = headers.get("user-agent")
+        headers: Any = None
+        if type(request) is self._request_type:
+            # flowcoro-http's parsed pairs, read directly (building request.headers would cost
+            # more than the rest of this); the propagator runs only if it has something to read.
+            agent = host = None
+            carried = not _default_propagation()
+            for name, value in request._raw_headers:
+                if name == b"user-agent":
+                    agent = value.decode("latin-1")
+                elif name == b"host":
+                    host = value.decode("latin-1")
+                elif name in _W3C_HEADERS:
+                    carried = True
+            if carried:
+                headers = request.headers
+        else:
+            headers = request.headers
+            agent = headers.get("user-agent")
+            host = headers.get("host")
         if agent:
             attributes["user_agent.original"] = agent
-        host = headers.get("host")
         if host:
             attributes["server.address"] = host.rsplit(":", 1)[0] if "]" not in host else host
-        parent = extract_context(headers)
+        parent = None if headers is None else extract_context(headers)
         span = self._tracer.start_span(
             f"{method} {route}" if route else method,
             context=parent,
@@ -299,14 +362,23 @@ class TracingMiddleware:
         started = time.perf_counter()
         status = 0
         try:
-            response = await call_next(request)
+            response = await respond
             status = _status_of(response)
             if status >= 500:
-                span.set_attribute("error.type", str(status))
-                span.set_status(Status(StatusCode.ERROR))
+                # flowcoro-http keeps the exception that became this response on the request.
+                error = getattr(request, "exception", None)
+                if isinstance(error, BaseException):
+                    span.record_exception(error)
+                    span.set_attribute("error.type", type(error).__qualname__)
+                    span.set_status(Status(StatusCode.ERROR, str(error)))
+                else:
+                    span.set_attribute("error.type", str(status))
+                    span.set_status(Status(StatusCode.ERROR))
             return response
         except BaseException as exc:
-            # Unhandled: the server answers 500 at the edge (a cancellation answers nothing).
+            # Under flowcoro-http `respond` answers every Exception itself; through the
+            # middleware an unhandled one becomes the 500 at the edge (a cancellation answers
+            # nothing).
             if isinstance(exc, Exception):
                 status = 500
             span.record_exception(exc)
@@ -329,3 +401,20 @@ class TracingMiddleware:
                 )
             otel_context.detach(token)
             span.end()
+
+
+class TracingMiddleware(HTTPTracing):
+    """`HTTPTracing` as a middleware (``async def mw(request, call_next)``), for a stack that has
+    no request observers: flowcoro-observe itself uses the observer hook, which costs a dropped
+    request less (no middleware layer around every route)."""
+
+    def __call__(self, request: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Awaitable[Any]:
+        """Not a coroutine: a dropped request is handed straight on (``call_next(request)``'s
+        own awaitable, no frame of this middleware in between)."""
+        wrap = self.request_entered(request)
+        if wrap is None:
+            if not self._preset:
+                _UNSAMPLED.set(True)  # in this request's context; it ends with the request
+            return call_next(request)
+        traced: Awaitable[Any] = wrap(request, call_next(request))
+        return traced
