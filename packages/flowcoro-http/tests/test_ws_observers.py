@@ -180,3 +180,55 @@ def test_state_without_an_app_has_no_ws_observer() -> None:
 
     state = ServerState(Router())
     assert state.ws_observer is None
+
+
+async def test_asgi_websockets_are_observed_from_the_accept() -> None:
+    """WebSockets of an ASGI application (``from_asgi``) are observed too: opened when the
+    application accepts, whole messages each way, the close; the route is the bridge's
+    template (never the raw path). A connection the application refuses is never opened."""
+    from flowcoro.http.asgi import from_asgi
+
+    async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        assert scope["type"] == "websocket"
+        assert (await receive())["type"] == "websocket.connect"
+        if scope["path"] == "/refused":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("text") is not None:
+                await send({"type": "websocket.send", "text": message["text"]})
+            else:
+                await send({"type": "websocket.send", "bytes": message["bytes"]})
+
+    observer = Recorder()
+    plugins = Plugins(only=["http", "net"])
+    plugins.register(Contrib(observer), name="contrib", distribution="tests")
+    app = from_asgi(echo, plugins=plugins, env={})
+    async with serving(app) as (_, port):
+        with pytest.raises(Exception, match="403"):
+            async with connect(f"ws://127.0.0.1:{port}/refused"):
+                pass  # pragma: no cover - the handshake is refused
+        async with connect(f"ws://127.0.0.1:{port}/rooms/7") as client:
+            await client.send("héllo")
+            assert await client.recv() == "héllo"
+            await client.send(b"\x01\x02")
+            assert await client.recv() == b"\x01\x02"
+        await until(lambda: bool(observer.events) and observer.events[-1][0] == "close")
+    route = "/{path:path}"
+    assert observer.events == [
+        ("open", route),
+        ("message", route, True, True, 6),
+        ("message", route, False, True, 6),
+        ("message", route, True, False, 2),
+        ("message", route, False, False, 2),
+        ("close", route, 1000),
+    ]

@@ -23,6 +23,7 @@ from websockets.server import ServerProtocol
 
 from flowcoro.core.logger import get_logger
 from flowcoro.http.ws._connection import WebSocket, WebSocketClosed
+from flowcoro.http.ws._observed import Observing
 from flowcoro.http.ws._options import WSOptions
 from flowcoro.http.ws._server import WebSocketRoute, deflate_server
 
@@ -107,6 +108,8 @@ class ASGIWebSocket(WebSocket):
         self._phase = _ACCEPTED
         self._flush()
         self._started()
+        if isinstance(self, Observing):
+            self._report_open()
         self._decide()
         early, self._early = self._early, []
         if early:
@@ -181,6 +184,11 @@ class ASGIWebSocket(WebSocket):
         raise RuntimeError(f"ASGI: unexpected message type {kind!r} on a websocket scope")
 
 
+class ObservedASGIWebSocket(Observing, ASGIWebSocket):
+    """An `ASGIWebSocket` that tells the app's WebSocket observers what happens (opened when the
+    application accepts), as `flowcoro.http.ws._observed.ObservedWebSocket` does."""
+
+
 class ASGIWebSocketRoute(WebSocketRoute):
     """The WebSocket route of an ASGI application: every Upgrade request runs the application
     with a ``websocket`` scope."""
@@ -207,7 +215,13 @@ class ASGIWebSocketRoute(WebSocketRoute):
         query = req.query_string.decode("latin-1")
         target = req.path + ("?" + query if query else "")
         response = proto.accept(WSRequest(target, headers))
-        ws = ASGIWebSocket(proto, options, req, response)
+        state = http._s
+        ws: ASGIWebSocket
+        if state.ws_observer is None:
+            ws = ASGIWebSocket(proto, options, req, response)
+        else:
+            ws = ObservedASGIWebSocket(proto, options, req, response)
+            ws._observe(state.ws_observer, state.ws_routes.get(self))
         server = http.server
         # The HTTP side of this connection is over (as in upgrade): the WebSocket takes its place.
         http.connection_lost(None)

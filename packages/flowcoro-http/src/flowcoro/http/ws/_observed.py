@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from flowcoro.http.request import Request
     from flowcoro.http.state import WebSocketObserver
 
-__all__ = ["ObservedWebSocket"]
+__all__ = ["Observing", "ObservedWebSocket"]
 
 log = get_logger("flowcoro.http.ws")
 
@@ -32,19 +32,17 @@ def _size(data: Data) -> int:
     return len(data)
 
 
-class ObservedWebSocket(WebSocket):
-    def __init__(
-        self,
-        proto: Protocol,
-        options: WSOptions,
-        request: Request | None,
-        observer: WebSocketObserver,
-        route: str | None,
-    ) -> None:
-        super().__init__(proto, options, request)
+class Observing(WebSocket):
+    """What an observed connection adds to its `WebSocket` class (first base of
+    `ObservedWebSocket`, and of the ASGI bridge's observed class): `_observe` sets it up."""
+
+    _observer: WebSocketObserver
+    _route: str | None
+    _reported_open = False
+
+    def _observe(self, observer: WebSocketObserver, route: str | None) -> None:
         self._observer = observer
         self._route = route
-        self._reported_open = False
 
     def _report_open(self) -> None:
         """The handshake succeeded (called by `upgrade`)."""
@@ -92,3 +90,16 @@ class ObservedWebSocket(WebSocket):
                 self._observer.websocket_closed(self._route, 1006 if code is None else code)
             except Exception:
                 log.exception("http.ws_observer_failed", observer=repr(self._observer))
+
+
+class ObservedWebSocket(Observing):
+    def __init__(
+        self,
+        proto: Protocol,
+        options: WSOptions,
+        request: Request | None,
+        observer: WebSocketObserver,
+        route: str | None,
+    ) -> None:
+        super().__init__(proto, options, request)
+        self._observe(observer, route)
