@@ -240,13 +240,17 @@ class Connection(BaseProtocol):
         state = self._s
         if self._served >= state.max_keepalive_requests:
             req.keep_alive = False
+        # The start time stays a local on the fast path (storing it on the request costs more
+        # than reading the clock); the slow paths below hand it over.
         if state.watched:
-            req._started = state.clock()
+            started = state.clock()
             if state.on_start is not None:
                 state.on_start(req)
+        else:
+            started = 0.0
         if state.active >= state.max_concurrency:
             state.active += 1
-            self._respond(req, self._overloaded())
+            self._respond(req, self._overloaded(), started)
             return
         state.active += 1
         ctx = state.base.copy()  # type: ignore[union-attr] # the connection's, with presets
@@ -277,7 +281,7 @@ class Connection(BaseProtocol):
             # (starting the next queued request) goes on; any other (bytes fed by hand from a
             # task) leaves the request to the runner.
             if _current_tasks.get(loop) is not runner:
-                self._hand_off(req, coro, ctx)
+                self._hand_off(req, coro, ctx, started)
                 return
             entered = False
         send = self._send
@@ -317,7 +321,7 @@ class Connection(BaseProtocol):
             self._send = None
             self._box = [None]
             driver = send.__self__  # type: ignore[attr-defined] # the generator it is bound to
-            self._hand_off(req, Resumed(driver, out, box), ctx)
+            self._hand_off(req, Resumed(driver, out, box), ctx, started)
             return
         if result.__class__ not in _PLAIN:
             if not isinstance(result, Response):
@@ -326,7 +330,7 @@ class Connection(BaseProtocol):
                 except TypeError as exc:
                     result = self._server_error(req, exc)
             if isinstance(result, StreamingResponse):
-                self._hand_off(req, Ready(result), ctx)
+                self._hand_off(req, Ready(result), ctx, started)
                 return
         # The common case of `_respond`, inline: a complete response on a kept connection.
         transport = self.transport
@@ -355,7 +359,7 @@ class Connection(BaseProtocol):
                 # path for a callable stored on the instance.)
                 timed = state.on_timed
                 try:
-                    timed(req, req.route, req.method, result.status, req._started)
+                    timed(req, req.route, req.method, result.status, started)
                 except Exception:
                     log.exception("http.observer_failed", observer=repr(state.on_finish))
             if self._req is None and not self._queue and not self._in_head:
@@ -366,7 +370,7 @@ class Connection(BaseProtocol):
                 return
             self._finished(req)
             return
-        self._respond(req, result)
+        self._respond(req, result, started)
 
     async def _answer(self, req: Request, coro: Coroutine[Any, Any, Any]) -> Response:
         """The handler's result as the response the client gets (what `_start` and `_complete`
@@ -382,8 +386,12 @@ class Connection(BaseProtocol):
         except TypeError as exc:
             return self._server_error(req, exc)
 
-    def _hand_off(self, req: Request, pending: Awaitable[Any], ctx: contextvars.Context) -> None:
-        """Give the rest of this request to the connection's runner task."""
+    def _hand_off(
+        self, req: Request, pending: Awaitable[Any], ctx: contextvars.Context, started: float
+    ) -> None:
+        """Give the rest of this request (started at ``started`` on the server's clock) to the
+        connection's runner task."""
+        req._started = started
         self._job = (req, pending, ctx)
         waiter = self._job_waiter
         if waiter is not None and not waiter.done():
@@ -414,7 +422,7 @@ class Connection(BaseProtocol):
             if self._runner is asyncio.current_task():
                 self._runner = None
 
-    def _respond(self, req: Request, response: Response) -> None:
+    def _respond(self, req: Request, response: Response, started: float) -> None:
         transport = self.transport
         state = self._s
         if not transport.is_closing():  # type: ignore[union-attr]
@@ -428,7 +436,7 @@ class Connection(BaseProtocol):
                 transport.close()  # type: ignore[union-attr]
         state.active -= 1
         if state.watched:
-            self._observe(req, response.status)
+            self._observe(req, response.status, started)
         if req._complete and self._req is None and not self._queue and not self._in_head:
             # The common case of _finished: nothing else in flight, wait for the next request.
             self._current = None
@@ -480,12 +488,12 @@ class Connection(BaseProtocol):
         state = self._s
         state.active -= 1
         if state.watched:
-            self._observe(req, status)
+            self._observe(req, status, req._started)
         self._finished(req)
 
-    def _observe(self, req: Request, status: int) -> None:
+    def _observe(self, req: Request, status: int, started: float) -> None:
         try:
-            self._s.on_finish(req, req.route, status, self._s.clock() - req._started)
+            self._s.on_finish(req, req.route, status, self._s.clock() - started)
         except Exception:
             log.exception("http.observer_failed", observer=repr(self._s.on_finish))
 
