@@ -7,7 +7,7 @@ per request of the instrumentation against CPU time per request of the server, i
    ``wrk -t1 -c50`` on core 1 against ``GET /json``, each configuration in turn per round; the
    server's CPU time (utime+stime from /proc) divided by the requests served gives the server's
    CPU per request (kernel included), without observe (``FLOWCORO_PLUGINS_BLOCK=observe``), with
-   every built-in instrument on, and with tracing too (SDK, no exporter, 1% head sampling).
+   every built-in instrument on, and with tracing too (SDK, 1% head sampling, spans counted).
 2. **In situ** (the instrumentation's cost): the real app and protocol fed ``GET /json`` in
    process through a transport that discards the responses (no kernel, no client). Requests
    are fed from a plain loop callback (``loop.call_soon``), as a socket read is, so every
@@ -15,15 +15,24 @@ per request of the instrumentation against CPU time per request of the server, i
    callback); a new connection per batch of 4,000 (a connection closes after
    ``max_keepalive_requests`` = 10,000). Best of 40 batches per configuration and round,
    configurations interleaved in each round.
+   **Paired** (`paired`): the same in one process, the server's observers switched off and on
+   between adjacent batches, the median of 300 paired differences: robust to a neighbour's
+   burst, which hits both halves of a pair.
 3. **Micro** (hot loop, precise): observe's ``request_finished`` alone (the compiled recorder
-   and its pure-Python twin), the statements flowcoro-http runs for an observer (two
-   ``perf_counter()``, the call), and, for comparison, prometheus_client's ``Histogram``
+   and its pure-Python twin), the statements flowcoro-http runs for an observer (the start
+   read from the recorder's clock, the call of ``request_timed``), and, for comparison, prometheus_client's ``Histogram``
    ``observe()`` (on a child looked up once, and with ``labels(...)`` per request).
 
 The throughput a CPU-bound server keeps is ``server / (server + instrumentation)``; the report
 prints it from the macro server cost (median over rounds) and the in situ and micro costs.
-wrk is installed with apt-get when missing. ``--serve PORT``, ``--insitu NAME`` and ``--micro``
-are the internal modes of the subprocesses.
+Tracing's cost is measured in parts (every request dropped, every request kept: at rate r it is
+dropped + r x kept) beside 1% and 0.1%, and the 1% run end to end sends its spans through a
+real ``BatchSpanProcessor`` to a counting exporter, which shows the rate kept at that load.
+``--instructions`` counts instructions per in-process request by configuration (callgrind):
+deterministic, for comparing versions of the code on a busy machine.
+
+wrk is installed with apt-get when missing. ``--serve PORT``, ``--insitu NAME``, ``--micro``,
+``--paired`` and ``--count-run N`` are the internal modes of the subprocesses.
 """
 
 from __future__ import annotations
@@ -277,6 +286,88 @@ def insitu(mode: str, reps: int = 40, requests: int = 4000) -> float:
     return uvloop.run(main())
 
 
+# -- in situ, paired within one process ------------------------------------------------------
+
+
+def paired(pairs: int = 300, batch: int = 1000) -> dict[str, float]:
+    """Nanoseconds per ``GET /json`` that observe adds, in situ, robust to a noisy machine: one
+    process serves examples/hello.py (observe loaded, tracing as the environment says) and
+    switches the server's observers off and on between batches of ``batch`` requests on the
+    same connection (``ServerState.watched`` and ``on_enter``: exactly the tests the protocol
+    makes), alternating which goes first; the figure is the median over ``pairs`` of the
+    difference of two adjacent batches, so a burst from a neighbour hits both sides of a pair.
+    Returns the metrics' cost, and tracing's beyond it when tracing is on."""
+    import asyncio
+    import gc
+
+    import uvloop
+
+    sys.path.insert(0, str(ROOT))
+    from examples.hello import app
+
+    class Sink(asyncio.Transport):
+        def write(self, data: object) -> None:
+            pass
+
+        def is_closing(self) -> bool:
+            return False
+
+        def get_extra_info(self, name: str, default: object = None) -> object:
+            return ("127.0.0.1", 40000) if name == "peername" else default
+
+        def close(self) -> None:
+            pass
+
+    request = b"GET /json HTTP/1.1\r\nHost: bench\r\nUser-Agent: wrk\r\n\r\n"
+
+    async def main() -> dict[str, float]:
+        await app.start()
+        state = app.wire()
+        state.max_keepalive_requests = 10**9  # one connection for the whole run
+        watched, on_enter = state.watched, state.on_enter
+        modes = {"off": (False, None), "metrics": (watched, None), "all": (watched, on_enter)}
+        names = ["off", "metrics"] + (["all"] if on_enter is not None else [])
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[dict[str, float]] = loop.create_future()
+
+        def run() -> None:  # a plain callback, as a socket read is: the fast path
+            proto = app.protocol_factory()()
+            proto.connection_made(Sink())
+            feed = proto.data_received
+            clock = time.process_time
+
+            def timed(name: str) -> float:
+                state.watched, state.on_enter = modes[name]
+                started = clock()
+                for _ in range(batch):
+                    feed(request)
+                return (clock() - started) / batch * 1e9
+
+            for name in names * 3:
+                timed(name)  # warm up
+            diffs: dict[str, list[float]] = {"metrics": [], "tracing": []}
+            for i in range(pairs):
+                order = names if i % 2 else names[::-1]
+                got = {name: timed(name) for name in order}
+                diffs["metrics"].append(got["metrics"] - got["off"])
+                if "all" in got:
+                    diffs["tracing"].append(got["all"] - got["metrics"])
+            state.watched, state.on_enter = watched, on_enter
+            proto.connection_lost(None)
+            out = {k: statistics.median(v) for k, v in diffs.items() if v}
+            out["off_ns"] = timed("off")
+            done.set_result(out)
+
+        loop.call_soon(run)
+        result = await done
+        await app.stop()
+        return result
+
+    gc.collect()
+    gc.freeze()
+    return uvloop.run(main())
+
+
 # -- the micro measurement ---------------------------------------------------------------------
 
 
@@ -498,12 +589,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--micro", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--insitu", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--count-run", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--paired", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--instructions",
         action="store_true",
         help="instructions per in-process request by configuration (callgrind)",
     )
     args = parser.parse_args(argv)
+    if args.paired:
+        print(json.dumps(paired()))
+        return 0
     if args.count_run is not None:
         count_run(args.count_run)
         return 0
@@ -530,6 +625,7 @@ def main(argv: list[str]) -> int:
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in CONFIGS}
     situ: dict[str, list[float]] = {name: [] for name in INSITU}
     micros: list[dict[str, float]] = []
+    pairs: list[dict[str, float]] = []
     names = list(CONFIGS)
     situ_names = list(INSITU)
     for i in range(args.rounds):
@@ -547,6 +643,14 @@ def main(argv: list[str]) -> int:
             text=True,
         ).stdout
         micros.append(json.loads(out))
+        out = subprocess.run(
+            ["taskset", "-c", "0", sys.executable, str(HERE), "--paired"],
+            env={**os.environ, **_traced("0.01")},
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        pairs.append(json.loads(out))
         print(f"  round {i + 1}/{args.rounds} done", flush=True)
 
     med = statistics.median
@@ -620,6 +724,16 @@ def main(argv: list[str]) -> int:
         f" per round {_spread([x * 100 for x in spans], '{:.3f}')}%), at "
         f"{med([r['rps'] for r in totals]):,.0f} req/s"
     )
+    paired_metrics = [x["metrics"] for x in pairs]
+    paired_tracing = [x["tracing"] for x in pairs]
+    print(
+        "in situ, paired in one process (observers switched off and on between adjacent "
+        f"batches; median of 300 pairs per round): every built-in instrument "
+        f"{med(paired_metrics):+.0f} ns (rounds {_spread(paired_metrics, '{:+.0f}')}), tracing "
+        f"at 1% beyond them {med(paired_tracing):+.0f} ns "
+        f"(rounds {_spread(paired_tracing, '{:+.0f}')}); the request itself "
+        f"{med([x['off_ns'] for x in pairs]) / 1000:.2f} µs"
+    )
     print()
     print(
         f"server CPU per request without observe (wrk, median of {args.rounds}): {base:.2f} µs "
@@ -629,6 +743,8 @@ def main(argv: list[str]) -> int:
         ("every built-in instrument, in situ", insitu_cost),
         ("  of which observe's own code (vs a null observer)", own_cost),
         ("every built-in instrument, micro", micro_cost),
+        ("every built-in instrument, in situ paired", med(paired_metrics) / 1000),
+        ("tracing alone at 1%, in situ paired", med(paired_tracing) / 1000),
         (
             "built-ins + tracing at 1% head sampling, in situ",
             med(added["observe + tracing 1%"]) / 1000,

@@ -242,7 +242,8 @@ class Connection(BaseProtocol):
             req.keep_alive = False
         # The start time stays a local on the fast path (storing it on the request costs more
         # than reading the clock); the slow paths below hand it over.
-        if state.watched:
+        watched = state.watched
+        if watched:
             started = state.clock()
             if state.on_start is not None:
                 state.on_start(req)
@@ -352,7 +353,7 @@ class Connection(BaseProtocol):
             else:
                 transport.write(result.encode(True, state.date, req.method == "HEAD"))  # type: ignore[union-attr]
             state.active -= 1
-            if state.watched:
+            if watched:
                 # _observe, inline: one frame less on the instrumented hot path; an observer
                 # that times the request itself saves the clock read here.
                 # (Loaded first: calling it as state.on_timed(...) takes the interpreter's slow
