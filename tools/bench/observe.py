@@ -20,8 +20,9 @@ per request of the instrumentation against CPU time per request of the server, i
    burst, which hits both halves of a pair.
 3. **Micro** (hot loop, precise): observe's ``request_finished`` alone (the compiled recorder
    and its pure-Python twin), the statements flowcoro-http runs for an observer (the start
-   read from the recorder's clock, the call of ``request_timed``), and, for comparison, prometheus_client's ``Histogram``
-   ``observe()`` (on a child looked up once, and with ``labels(...)`` per request).
+   read from the recorder's clock, the call of ``request_timed``), and, for comparison,
+   prometheus_client's ``Histogram`` ``observe()`` (on a child looked up once, and with
+   ``labels(...)`` per request).
 
 The throughput a CPU-bound server keeps is ``server / (server + instrumentation)``; the report
 prints it from the macro server cost (median over rounds) and the in situ and micro costs.
@@ -47,6 +48,7 @@ if __name__ == "__main__":
     sys.path[:] = [p for p in sys.path if p and not p.rstrip("/").endswith("tools/bench")]
 
 import argparse
+import asyncio
 import json
 import os
 import re
@@ -81,11 +83,45 @@ CONFIGS: dict[str, dict[str, str]] = {
 }
 
 
+# What the in-process measurements feed the server, and the transport that takes its answers.
+REQUEST = b"GET /json HTTP/1.1\r\nHost: bench\r\nUser-Agent: wrk\r\n\r\n"
+
+
+class Sink(asyncio.Transport):
+    """A transport that discards what the server writes (no kernel, no client)."""
+
+    def write(self, data: object) -> None:
+        pass
+
+    def writelines(self, data: object) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
 # -- the server subprocess ---------------------------------------------------------------------
 
 
 def serve(port: int) -> None:
-    import asyncio
 
     import uvloop
 
@@ -204,7 +240,6 @@ def insitu(mode: str, reps: int = 40, requests: int = 4000) -> float:
     transport that discards the responses. Best of ``reps`` batches."""
     if mode.startswith("tracing, every request kept"):  # ~60 µs a request: fewer of them
         reps, requests = 8, 1000
-    import asyncio
 
     import uvloop
 
@@ -224,36 +259,6 @@ def insitu(mode: str, reps: int = 40, requests: int = 4000) -> float:
 
         app.add_observer(Null())
 
-    class Sink(asyncio.Transport):
-        def write(self, data: object) -> None:
-            pass
-
-        def writelines(self, data: object) -> None:
-            pass
-
-        def is_closing(self) -> bool:
-            return False
-
-        def get_extra_info(self, name: str, default: object = None) -> object:
-            return ("127.0.0.1", 40000) if name == "peername" else default
-
-        def pause_reading(self) -> None:
-            pass
-
-        def resume_reading(self) -> None:
-            pass
-
-        def close(self) -> None:
-            pass
-
-        def abort(self) -> None:
-            pass
-
-        def get_write_buffer_size(self) -> int:
-            return 0
-
-    request = b"GET /json HTTP/1.1\r\nHost: bench\r\nUser-Agent: wrk\r\n\r\n"
-
     async def main() -> float:
         await app.start()
         factory = app.protocol_factory()
@@ -265,7 +270,7 @@ def insitu(mode: str, reps: int = 40, requests: int = 4000) -> float:
             proto.connection_made(Sink())
             started = time.process_time()
             for _ in range(n):
-                proto.data_received(request)
+                proto.data_received(REQUEST)
             elapsed = time.process_time() - started
             proto.connection_lost(None)
             done.set_result(elapsed)
@@ -297,28 +302,12 @@ def paired(pairs: int = 300, batch: int = 1000) -> dict[str, float]:
     makes), alternating which goes first; the figure is the median over ``pairs`` of the
     difference of two adjacent batches, so a burst from a neighbour hits both sides of a pair.
     Returns the metrics' cost, and tracing's beyond it when tracing is on."""
-    import asyncio
     import gc
 
     import uvloop
 
     sys.path.insert(0, str(ROOT))
     from examples.hello import app
-
-    class Sink(asyncio.Transport):
-        def write(self, data: object) -> None:
-            pass
-
-        def is_closing(self) -> bool:
-            return False
-
-        def get_extra_info(self, name: str, default: object = None) -> object:
-            return ("127.0.0.1", 40000) if name == "peername" else default
-
-        def close(self) -> None:
-            pass
-
-    request = b"GET /json HTTP/1.1\r\nHost: bench\r\nUser-Agent: wrk\r\n\r\n"
 
     async def main() -> dict[str, float]:
         await app.start()
@@ -340,7 +329,7 @@ def paired(pairs: int = 300, batch: int = 1000) -> dict[str, float]:
                 state.watched, state.on_enter = modes[name]
                 started = clock()
                 for _ in range(batch):
-                    feed(request)
+                    feed(REQUEST)
                 return (clock() - started) / batch * 1e9
 
             for name in names * 3:
@@ -459,27 +448,11 @@ def micro(repeat: int = 7, number: int = 300_000) -> dict[str, float]:
 def count_run(n: int) -> None:
     """Feed ``n`` in-process ``GET /json`` to examples/hello.py (observe as the environment
     configures it) and nothing else: what `instructions` runs under callgrind."""
-    import asyncio
 
     import uvloop
 
     sys.path.insert(0, str(ROOT))
     from examples.hello import app
-
-    class Sink(asyncio.Transport):
-        def write(self, data: object) -> None:
-            pass
-
-        def is_closing(self) -> bool:
-            return False
-
-        def get_extra_info(self, name: str, default: object = None) -> object:
-            return ("127.0.0.1", 40000) if name == "peername" else default
-
-        def close(self) -> None:
-            pass
-
-    request = b"GET /json HTTP/1.1\r\nHost: bench\r\nUser-Agent: wrk\r\n\r\n"
 
     async def main() -> None:
         await app.start()
@@ -490,7 +463,7 @@ def count_run(n: int) -> None:
             proto = factory()
             proto.connection_made(Sink())
             for _ in range(n):
-                proto.data_received(request)
+                proto.data_received(REQUEST)
             proto.connection_lost(None)
             done.set_result(None)
 
