@@ -3,6 +3,7 @@ before it takes its own folder off ``sys.path``)."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 import shutil
@@ -42,3 +43,34 @@ def ensure_modules(modules: Iterable[str], *, why: str = "") -> bool:
     )
     importlib.invalidate_caches()
     return all(importlib.util.find_spec(m) is not None for m in need)
+
+
+class Sink(asyncio.Transport):
+    """A transport that discards what the server writes (no kernel, no client)."""
+
+    def write(self, data: object) -> None:
+        pass
+
+    def writelines(self, data: object) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import sys
 
-from _common import ensure_modules, ensure_wrk, free_port
+from _common import Sink, ensure_modules, ensure_wrk, free_port
 
 if __name__ == "__main__":
     # Run as a script, this file's directory comes first on sys.path, where this very file would
@@ -284,19 +284,6 @@ def micro(batches: int = 25, batch: int = 5000, count: tuple[str, int] | None = 
     from flowcoro.http import App
     from flowcoro.http.protocol import HTTPProtocol
 
-    class Transport:
-        def write(self, data: bytes) -> None:
-            pass
-
-        def is_closing(self) -> bool:
-            return False
-
-        def get_extra_info(self, key: str, default: object = None) -> object:
-            return ("127.0.0.1", 40000) if key == "peername" else default
-
-        def close(self) -> None:
-            pass
-
     class Observer:
         def request_started(self, request: object) -> None:
             pass
@@ -310,7 +297,7 @@ def micro(batches: int = 25, batch: int = 5000, count: tuple[str, int] | None = 
         # Measure requests, not reconnections (a one-digit int, as the default: the same compare).
         state.max_keepalive_requests = 10**9
         proto = HTTPProtocol(state)
-        proto.connection_made(Transport())  # type: ignore[arg-type]
+        proto.connection_made(Sink())
         data = b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
         return proto.data_received, data
 

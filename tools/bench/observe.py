@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import sys
 
-from _common import ensure_wrk, free_port
+from _common import Sink, ensure_wrk, free_port
 
 if __name__ == "__main__":
     # Run as a script (the server subprocess), this directory comes first on sys.path, where
@@ -83,39 +83,8 @@ CONFIGS: dict[str, dict[str, str]] = {
 }
 
 
-# What the in-process measurements feed the server, and the transport that takes its answers.
+# What the in-process measurements feed the server (through `Sink`, which discards the answers).
 REQUEST = b"GET /json HTTP/1.1\r\nHost: bench\r\nUser-Agent: wrk\r\n\r\n"
-
-
-class Sink(asyncio.Transport):
-    """A transport that discards what the server writes (no kernel, no client)."""
-
-    def write(self, data: object) -> None:
-        pass
-
-    def writelines(self, data: object) -> None:
-        pass
-
-    def is_closing(self) -> bool:
-        return False
-
-    def get_extra_info(self, name: str, default: object = None) -> object:
-        return ("127.0.0.1", 40000) if name == "peername" else default
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
 
 
 # -- the server subprocess ---------------------------------------------------------------------
