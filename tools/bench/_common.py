@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
+import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable
 
 
@@ -74,3 +77,29 @@ class Sink(asyncio.Transport):
 
     def get_write_buffer_size(self) -> int:
         return 0
+
+
+def callgrind_instructions(bench: str, argv: list[str], env: dict[str, str]) -> int:
+    """Instructions ``python argv...`` executes, counted by ``valgrind --tool=callgrind``
+    (installed from Debian's packages when missing), with ``env`` over this environment and the
+    hash seed fixed: the same for the same code whatever else the machine is doing."""
+    if shutil.which("valgrind") is None:
+        subprocess.call(["apt-get", "install", "-y", "-q", "valgrind"])
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={tmp}/callgrind.out",
+                sys.executable,
+                *argv,
+            ],
+            env={**os.environ, "PYTHONHASHSEED": "0", **env},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stderr
+    match = re.search(r"Collected : (\d+)", out)
+    if match is None:
+        raise SystemExit(f"bench {bench}: no instruction count from callgrind:\n{out}")
+    return int(match.group(1))

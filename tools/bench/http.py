@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import sys
 
-from _common import Sink, ensure_modules, ensure_wrk, free_port
+from _common import Sink, callgrind_instructions, ensure_modules, ensure_wrk, free_port
 
 if __name__ == "__main__":
     # Run as a script, this file's directory comes first on sys.path, where this very file would
@@ -34,11 +34,9 @@ import argparse
 import os
 import re
 import resource
-import shutil
 import socket
 import statistics
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -346,30 +344,10 @@ def instructions() -> None:
     for the same code whatever else the machine is doing, so small changes can be compared on a
     busy machine. Each path is fed 1,000 and 6,000 requests in two runs (hash seed fixed); the
     difference over 5,000 leaves out start-up."""
-    if shutil.which("valgrind") is None:
-        subprocess.call(["apt-get", "install", "-y", "-q", "valgrind"])
-    env = dict(os.environ, FLOWCORO_PLUGINS="http,net", PYTHONPATH=str(ROOT), PYTHONHASHSEED="0")
+    env = {"FLOWCORO_PLUGINS": "http,net", "PYTHONPATH": str(ROOT)}
 
     def collected(path: str, n: int) -> int:
-        with tempfile.TemporaryDirectory() as tmp:
-            out = subprocess.run(
-                [
-                    "valgrind",
-                    "--tool=callgrind",
-                    f"--callgrind-out-file={tmp}/callgrind.out",
-                    sys.executable,
-                    str(HERE),
-                    f"--count-run={path},{n}",
-                ],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stderr
-        match = re.search(r"Collected : (\d+)", out)
-        if match is None:
-            raise SystemExit(f"bench http: no instruction count from callgrind:\n{out}")
-        return int(match.group(1))
+        return callgrind_instructions("http", [str(HERE), f"--count-run={path},{n}"], env)
 
     for path in ("/", "/json"):
         per = (collected(path, 6000) - collected(path, 1000)) / 5000

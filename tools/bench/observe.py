@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import sys
 
-from _common import Sink, ensure_wrk, free_port
+from _common import Sink, callgrind_instructions, ensure_wrk, free_port
 
 if __name__ == "__main__":
     # Run as a script (the server subprocess), this directory comes first on sys.path, where
@@ -52,10 +52,8 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
-import tempfile
 import time
 import timeit
 from collections.abc import Callable
@@ -458,29 +456,9 @@ def instructions() -> None:
     seed fixed); the difference over 4,000 leaves out start-up. Instructions are not time (a
     clock read is a handful of instructions and tens of nanoseconds), so they compare versions
     of the code, not against the budget."""
-    if shutil.which("valgrind") is None:
-        subprocess.call(["apt-get", "install", "-y", "-q", "valgrind"])
 
     def collected(env: dict[str, str], n: int) -> int:
-        with tempfile.TemporaryDirectory() as tmp:
-            out = subprocess.run(
-                [
-                    "valgrind",
-                    "--tool=callgrind",
-                    f"--callgrind-out-file={tmp}/callgrind.out",
-                    sys.executable,
-                    str(HERE),
-                    f"--count-run={n}",
-                ],
-                env={**os.environ, "PYTHONHASHSEED": "0", **env},
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stderr
-        match = re.search(r"Collected : (\d+)", out)
-        if match is None:
-            raise SystemExit(f"bench observe: no instruction count from callgrind:\n{out}")
-        return int(match.group(1))
+        return callgrind_instructions("observe", [str(HERE), f"--count-run={n}"], env)
 
     base = None
     for name, env in INSTRUCTIONS.items():
