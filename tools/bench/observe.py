@@ -343,35 +343,42 @@ def micro(repeat: int = 7, number: int = 300_000) -> dict[str, float]:
             self.route = "/json"
             self._started = 0.0
 
-    class State:
-        watched = True
-        on_start = None
+    from flowcoro.http.routing import Router
+    from flowcoro.http.state import ServerState
 
-    req, state = Req(), State()
+    req = Req()
+    state = ServerState(Router())  # the real (slotted) state the protocol reads
+    state.watched = True
 
     def plumbing(timed: object, clock: object) -> object:
         # The statements flowcoro-http's fast path runs for observers (_connection._start).
-        state.on_timed = timed  # type: ignore[attr-defined]
-        state.clock = clock  # type: ignore[attr-defined]
+        state.on_timed = timed  # type: ignore[assignment]
+        state.clock = clock  # type: ignore[assignment]
 
         def one() -> None:
-            if state.watched:
-                req._started = state.clock()  # type: ignore[attr-defined]
+            watched = state.watched
+            if watched:
+                started = state.clock()
                 if state.on_start is not None:
-                    state.on_start(req)
-            if state.watched:
-                timed = state.on_timed  # type: ignore[attr-defined]
+                    state.on_start(req)  # type: ignore[arg-type]
+            else:
+                started = 0.0
+            if watched:
+                timed = state.on_timed
                 try:
-                    timed(req, req.route, req.method, 200, req._started)
+                    timed(req, req.route, req.method, 200, started)  # type: ignore[arg-type]
                 except Exception:
                     raise
 
         return one
 
     def unwatched() -> None:
-        if not state.watched:
+        watched = not state.watched
+        if watched:
             pass
-        if not state.watched:
+        else:
+            started = 0.0  # noqa: F841 - as the server does
+        if watched:
             pass
 
     compiled = Recorder(DEFAULT_BUCKETS).request_finished

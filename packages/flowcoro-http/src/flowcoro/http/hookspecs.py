@@ -31,8 +31,10 @@ def flowcoro_http_routes(app: App) -> list[Route]:
 @hookspec
 def flowcoro_http_observers(app: App) -> list[RequestObserver]:
     """Return observers with ``request_finished(request, route, status, duration)`` (and, if
-    they need them, ``request_started(request)`` and ``bind_server(state)``; see
-    `RequestObserver`), called synchronously by the protocol around every request."""
+    they need them, ``request_started(request)``, ``request_timed(...)`` with ``clock()``,
+    ``bind_server(state)`` and ``request_entered(request)``, which may wrap a request's final
+    response, as a tracer does; see `RequestObserver`), called synchronously by the protocol
+    around every request."""
 
 
 @hookspec
