@@ -354,3 +354,40 @@ async def test_the_parser_keeps_the_traceparent_aside_per_request() -> None:
     assert seen == [parent.encode(), None, parent.encode()]
     assert Request("GET", "/", headers=[(b"traceparent", b"00-x")]).traceparent == b"00-x"
     assert Request("GET", "/").traceparent is None
+
+
+async def test_a_wrapper_may_return_any_awaitable() -> None:
+    """``wrap`` may return any awaitable (here: an object with only ``__await__``), not only a
+    coroutine."""
+    app = make_app()
+    seen: list[int] = []
+
+    class Tasking:
+        def request_entered(self, request: Request) -> Any:
+            def wrap(request: Request, respond: Awaitable[Response]) -> Awaitable[Response]:
+                async def run() -> Response:
+                    response = await respond
+                    seen.append(response.status)
+                    return response
+
+                class Awaiting:
+                    def __await__(self) -> Any:
+                        return run().__await__()
+
+                return Awaiting()  # type: ignore[return-value]
+
+            return wrap
+
+    app.add_observer(Tasking())  # type: ignore[arg-type]
+
+    @app.get("/")
+    async def index(request: Request) -> str:
+        return "ok"
+
+    async with (
+        serving(app) as (_, port),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+    ):
+        assert (await client.get("/")).text == "ok"
+        assert (await client.get("/missing")).status_code == 404
+    assert seen == [200, 404]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import types
 from asyncio.tasks import _current_tasks  # type: ignore[attr-defined]
 from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine
@@ -76,6 +77,13 @@ class _Done(Exception):
 
 
 _DONE = _Done()
+
+
+_COROUTINE = types.CoroutineType
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
 
 
 class Connection(BaseProtocol):
@@ -267,6 +275,8 @@ class Connection(BaseProtocol):
                 wrap = None
             if wrap is not None:
                 coro = wrap(req, self._answer(req, coro))
+                if coro.__class__ is not _COROUTINE:
+                    coro = _awaited(coro)  # any awaitable: the driver steps coroutines
         loop = state.loop
         runner = self._runner
         if runner is None:

@@ -5,7 +5,7 @@ The SDK's ``start_span`` costs about 10 µs even for a span it then drops (ids, 
 SDK's standard samplers — ``TraceIdRatioBased``, ``ALWAYS_ON``/``ALWAYS_OFF``, and ``ParentBased``
 around them with its default delegates — a root span is kept exactly when the low 64 bits of its
 random trace id fall below the sampler's ``bound``: an independent draw per request with
-probability ``p = bound / 2**64``. The middleware reproduces that process without a draw per
+probability ``p = bound / 2**64``. The tracer reproduces that process without a draw per
 request: the gaps between kept requests of a Bernoulli(p) process are geometric, so one
 geometric draw per *kept* request says how many to drop before the next (a dropped request costs
 a decrement). A kept request gets a trace id whose low 64 bits are uniform below ``bound`` (so
@@ -107,7 +107,7 @@ class HeadSampler:
         return cls(bound, parent_based, ids)
 
     def root(self) -> bool:
-        """Decide a root request (the middleware inlines the dropping branch); when kept, its
+        """Decide a root request (the tracer's `Countdown` does the dropping branch); when kept, its
         trace id is preset for the SDK."""
         countdown = self.countdown - 1
         if countdown > 0:

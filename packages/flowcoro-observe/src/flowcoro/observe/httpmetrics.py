@@ -124,8 +124,8 @@ class RequestMetrics:
     def record_exemplar(
         self, route: str | None, method: str, status: int, duration: float, trace_id: str
     ) -> None:
-        """Link the bucket of this request to its trace (called by the tracing middleware for
-        sampled requests only)."""
+        """Link the bucket of this request to its trace (called by the tracer for sampled
+        requests only)."""
         key = (route or UNMATCHED, method if method in KNOWN_METHODS else "_OTHER", _klass(status))
         slots = self._exemplars.get(key)
         if slots is None:

@@ -1,8 +1,8 @@
 """`Observe`: one app's metrics, tracing and health, as a core `Component`.
 
 The plugin creates one per app (`Observe.for_app`) and hands its parts to the other packages'
-hooks at wiring time: the request observer to flowcoro-http, the tracing middleware (only when
-tracing is on), the routes. At start it begins the loop-lag monitor, the multi-worker flusher
+hooks at wiring time: the request observer to flowcoro-http (with the tracer's hook on it only
+when tracing is on), the routes. At start it begins the loop-lag monitor, the multi-worker flusher
 and the tracer provider; at stop it flushes and hands its counts to the retired totals.
 """
 

@@ -1,12 +1,13 @@
 """OpenTelemetry tracing: server spans for HTTP requests, client-span helpers, log fields.
 
-Only the OpenTelemetry *API* is a dependency. With it alone every tracer is a no-op, and the
-HTTP tracing middleware is not even installed (zero cost per request). With the SDK installed
-(extra ``sdk`` or ``otlp``) and tracing enabled, `configure_tracing` builds a ``TracerProvider``
-the standard way: resource from ``OTEL_SERVICE_NAME`` / ``OTEL_RESOURCE_ATTRIBUTES``, sampler from
-``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG`` (e.g. ``parentbased_traceidratio`` and
-``0.1`` for 10% head sampling), exporters from ``OTEL_TRACES_EXPORTER`` (``otlp``, ``console``,
-``none``; comma-separated), batched off the event loop by the SDK's ``BatchSpanProcessor``.
+Only the OpenTelemetry *API* is a dependency. With it alone, or with tracing off, every tracer
+is a no-op and nothing of `HTTPTracing` is handed to flowcoro-http (zero cost per request).
+With the SDK installed (extra ``sdk`` or ``otlp``) and tracing enabled, `configure_tracing`
+builds a ``TracerProvider`` the standard way: resource from ``OTEL_SERVICE_NAME`` /
+``OTEL_RESOURCE_ATTRIBUTES``, sampler from ``OTEL_TRACES_SAMPLER`` /
+``OTEL_TRACES_SAMPLER_ARG`` (e.g. ``parentbased_traceidratio`` and ``0.1`` for 10% head
+sampling), exporters from ``OTEL_TRACES_EXPORTER`` (``otlp``, ``console``, ``none``;
+comma-separated), batched off the event loop by the SDK's ``BatchSpanProcessor``.
 
 Context propagation: the OpenTelemetry context lives in a context variable, so it follows
 ``asyncio`` tasks (``scope()`` children) and ``to_thread`` offloads that copy the context.
@@ -238,10 +239,11 @@ class HTTPTracing:
     exemplar (their trace id) in the latency histogram bucket they fell in.
 
     flowcoro-observe hands `request_entered` to flowcoro-http as a request observer's hook
-    (``RequestObserver.request_entered``): it runs in each request's own context before the
-    handler and decides the head sample there. A dropped request costs that call and nothing
-    else (no middleware layer, no coroutine); a kept one returns `_traced`, which the server
-    runs around the request's final response."""
+    (``RequestObserver.request_entered``), called before each handler to decide the head
+    sample. A dropped request costs that one call and nothing else (no middleware layer, no
+    coroutine, no context write: `bind_server` presets the "unsampled" flag for every request);
+    a kept one gets `_traced`, which the server runs in the request's context around its final
+    response."""
 
     def __init__(self, metrics: Any = None) -> None:
         from flowcoro.observe.httpmetrics import Countdown
