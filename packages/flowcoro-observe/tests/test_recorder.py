@@ -236,3 +236,24 @@ def test_countdown_errors(kind: type[PyCountdown]) -> None:
     countdown.remaining = 10
     with pytest.raises(ValueError):
         countdown(Broken())
+
+
+@pytest.mark.parametrize("kind", COUNTDOWNS)
+def test_a_countdown_in_a_cycle_with_its_owner_is_collected(kind: type[PyCountdown]) -> None:
+    """The tracer holds its countdown, whose ``slow`` is the tracer's bound method: the cycle
+    must be visible to the collector, or every wired app would leak its tracer."""
+    import gc
+    import weakref
+
+    class Owner:
+        def __init__(self) -> None:
+            self.countdown = kind(self.decide)
+
+        def decide(self, request: object) -> None:
+            return None
+
+    owner = Owner()
+    gone = weakref.ref(owner)
+    del owner
+    gc.collect()
+    assert gone() is None

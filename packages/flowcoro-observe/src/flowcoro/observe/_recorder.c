@@ -580,10 +580,27 @@ Countdown_init(Countdown *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
+/* `slow` is usually a bound method of the tracer that holds this countdown: a cycle, which the
+ * collector must be able to see (and break). */
+static int
+Countdown_traverse(Countdown *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->slow);
+    return 0;
+}
+
+static int
+Countdown_clear(Countdown *self)
+{
+    Py_CLEAR(self->slow);
+    return 0;
+}
+
 static void
 Countdown_dealloc(Countdown *self)
 {
-    Py_XDECREF(self->slow);
+    PyObject_GC_UnTrack(self);
+    Countdown_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -606,6 +623,10 @@ Countdown_decide(Countdown *self, PyObject *request)
         else {
             Py_DECREF(parent);
         }
+    }
+    if (self->slow == NULL) {
+        PyErr_SetString(PyExc_TypeError, "Countdown: not initialised (or cleared)");
+        return NULL;
     }
     return PyObject_CallOneArg(self->slow, request);
 }
@@ -632,11 +653,13 @@ static PyTypeObject CountdownType = {
     .tp_name = "flowcoro.observe._recorder.Countdown",
     .tp_doc = "Countdown(slow): the head sampler's decision for dropped requests, in C.",
     .tp_basicsize = sizeof(Countdown),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_HAVE_GC,
     .tp_vectorcall_offset = offsetof(Countdown, vectorcall),
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Countdown_init,
     .tp_dealloc = (destructor)Countdown_dealloc,
+    .tp_traverse = (traverseproc)Countdown_traverse,
+    .tp_clear = (inquiry)Countdown_clear,
     .tp_call = PyVectorcall_Call,
     .tp_members = Countdown_members,
 };
