@@ -253,8 +253,8 @@ class Connection(BaseProtocol):
         watched = state.watched
         if watched:
             started = state.clock()
-            if state.on_start is not None:
-                state.on_start(req)
+            if watched > 1:
+                state.on_start(req)  # type: ignore[misc]
         else:
             started = 0.0
         if state.active >= state.max_concurrency:

@@ -347,8 +347,9 @@ class ServerState:
             or _defines(o, "request_timed")
             or not _defines(o, "request_entered")
         )
-        self.watched = bool(timing) or access_log
         self.on_start, self.on_finish = _compose(timing, access_log)
+        # 0: not timed; 1: timed; 2: timed, with an on_start to call (one test per request).
+        self.watched = 0 if not (timing or access_log) else 2 if self.on_start else 1
         self.on_timed, self.clock = _timed(timing, access_log, self.on_finish)
         self.on_enter = _entered(observers)
         for observer in observers:
