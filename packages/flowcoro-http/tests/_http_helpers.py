@@ -7,6 +7,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
+
 from flowcoro.core.plugins import Plugins
 from flowcoro.http import App, HTTPLimits
 from flowcoro.net import Limits, Server
@@ -34,6 +36,16 @@ async def serving(app: App, drain: float = 2.0) -> AsyncIterator[tuple[Server, i
     finally:
         await server.shutdown(drain)
         await app.stop()
+
+
+@contextlib.asynccontextmanager
+async def client_of(app: App) -> AsyncIterator[httpx.AsyncClient]:
+    """``app`` served on a real socket, and an httpx client for it."""
+    async with (
+        serving(app) as (_, port),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+    ):
+        yield client
 
 
 async def exchange(port: int, data: bytes, *, timeout: float = 5.0) -> bytes:

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _http_helpers import captured_logs, exchange, make_app, plugins, serving, status_of
+from _http_helpers import captured_logs, client_of, exchange, make_app, plugins, serving, status_of
 
 from flowcoro.http import (
     App,
@@ -267,10 +267,7 @@ async def test_middleware_order_context_and_per_route() -> None:
 
     app.mount("/api", sub)
 
-    async with (
-        serving(app) as (_, port),
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
-    ):
+    async with client_of(app) as client:
         r = await client.get("/ctx")
         assert (r.text, r.headers["x-outer"]) == ("from-outer", "1")
         assert order == ["outer-in", "inner", "outer-out"]
@@ -308,10 +305,7 @@ async def test_exception_handlers() -> None:
     async def b(request: Request) -> str:
         raise ValueError("x")
 
-    async with (
-        serving(app) as (_, port),
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
-    ):
+    async with client_of(app) as client:
         r = await client.get("/a")
         assert (r.status_code, r.json()) == (404, {"missing": "thing"})
         assert (await client.get("/b")).status_code == 500
@@ -347,10 +341,7 @@ async def test_observers_and_access_log() -> None:
         return "u"
 
     with captured_logs() as records:
-        async with (
-            serving(app) as (_, port),
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
-        ):
+        async with client_of(app) as client:
             await client.get("/u/1")
             await client.get("/nope")
     assert seen == [
@@ -439,10 +430,7 @@ async def test_middleware_paths_and_app_decorators() -> None:
                 pass
         return "ok"
 
-    async with (
-        serving(app) as (_, port),
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
-    ):
+    async with client_of(app) as client:
         assert (await client.patch("/p/3")).json() == {"patched": 3}
         assert (await client.delete("/p/3")).status_code == 204
         assert (await client.head("/h")).headers["x-head"] == "1"
@@ -491,10 +479,7 @@ async def test_timeouts_and_current_task_from_the_first_line() -> None:
         async with asyncio.timeout(1):
             return "quick"
 
-    async with (
-        serving(app) as (_, port),
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
-    ):
+    async with client_of(app) as client:
         assert (await client.get("/task")).json() == {"task": True}
         assert (await client.get("/timeout")).text == "timed out"
         assert (await client.get("/deadline")).text == "deadline"

@@ -8,8 +8,7 @@ import contextvars
 from collections.abc import Awaitable
 from typing import Any
 
-import httpx
-from _http_helpers import captured_logs, make_app, serving
+from _http_helpers import captured_logs, client_of, make_app
 
 from flowcoro.http import HTTPException, Request, Response, StreamingResponse
 from flowcoro.http.state import RequestObserver, ServerState
@@ -43,10 +42,7 @@ async def test_single_observer_is_called_directly_and_its_failure_is_logged() ->
     assert state.on_finish == observer.request_finished
 
     with captured_logs() as records:
-        async with (
-            serving(app) as (_, port),
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
-        ):
+        async with client_of(app) as client:
             first = await client.get("/items/7")
             second = await client.get("/items/8")
     assert (first.status_code, first.json()) == (200, {"id": 7})
@@ -69,10 +65,7 @@ async def test_access_log_without_observers() -> None:
         return "ok"
 
     with captured_logs() as records:
-        async with (
-            serving(app) as (_, port),
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
-        ):
+        async with client_of(app) as client:
             assert (await client.get("/")).text == "ok"
     access = [r for r in records if r.get("event") == "http.request"]
     assert [(r["method"], r["path"], r["status"]) for r in access] == [("GET", "/", 200)]
@@ -105,10 +98,7 @@ async def test_finish_only_observer_binds_the_server_and_reads_requests_in_fligh
     state = app.wire()
     assert state.on_start is None
     assert bound == [state]
-    async with (
-        serving(app) as (_, port),
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
-    ):
+    async with client_of(app) as client:
         assert (await client.get("/busy")).text == "ok"
         assert (await client.get("/nowhere")).status_code == 404
     assert in_flight == [1]
@@ -159,10 +149,7 @@ async def test_fast_path_calls_request_timed_of_a_single_observer() -> None:
     async def streamed(request: Request) -> StreamingResponse:
         return StreamingResponse([b"a", b"b"])
 
-    async with (
-        serving(app) as (_, port),
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
-    ):
+    async with client_of(app) as client:
         assert (await client.get("/fast")).text == "fast"
         assert (await client.get("/streamed")).text == "ab"
     assert [t[:3] for t in timed] == [("/fast", "GET", 200)]
@@ -176,10 +163,7 @@ async def test_fast_path_calls_request_timed_of_a_single_observer() -> None:
     timed.clear()
     finished.clear()
     with captured_logs() as records:
-        async with (
-            serving(logged) as (_, port),
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
-        ):
+        async with client_of(logged) as client:
             assert (await client.get("/fast")).text == "fast"
     assert [r["path"] for r in records if r.get("event") == "http.request"] == ["/fast"]
     assert timed == []
@@ -239,10 +223,7 @@ async def test_request_entered_wraps_chosen_requests_in_their_own_context() -> N
     state = app.wire()
     assert not state.watched  # nothing times requests: no clock is read
     with captured_logs():
-        async with (
-            serving(app) as (_, port),
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
-        ):
+        async with client_of(app) as client:
             assert (await client.get("/plain")).text == "preset"
             assert (await client.get("/value")).json() == {"mark": "/value"}
             assert (await client.get("/missing")).status_code == 404
@@ -298,10 +279,7 @@ async def test_request_entered_of_several_observers_nest_and_a_failing_one_is_sk
         return "ok"
 
     with captured_logs() as records:
-        async with (
-            serving(app) as (_, port),
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
-        ):
+        async with client_of(app) as client:
             assert (await client.get("/")).text == "ok"
     assert order == ["outer in", "inner in", "handler", "inner out", "outer out"]
     assert [r["observer"] for r in records if r.get("event") == "http.observer_failed"] == [
@@ -323,10 +301,7 @@ async def test_a_single_failing_request_entered_is_logged_and_the_request_served
         return "ok"
 
     with captured_logs() as records:
-        async with (
-            serving(app) as (_, port),
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
-        ):
+        async with client_of(app) as client:
             assert (await client.get("/")).text == "ok"
             assert (await client.get("/")).text == "ok"
     assert sum(r.get("event") == "http.observer_failed" for r in records) == 2
@@ -344,10 +319,7 @@ async def test_the_parser_keeps_the_traceparent_aside_per_request() -> None:
         return "ok"
 
     parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-    async with (
-        serving(app) as (_, port),
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
-    ):
+    async with client_of(app) as client:
         assert (await client.post("/", headers={"traceparent": parent}, content=b"x")).text == "ok"
         assert (await client.post("/")).text == "ok"
         assert (await client.post("/", headers={"TraceParent": parent})).text == "ok"
@@ -384,10 +356,7 @@ async def test_a_wrapper_may_return_any_awaitable() -> None:
     async def index(request: Request) -> str:
         return "ok"
 
-    async with (
-        serving(app) as (_, port),
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
-    ):
+    async with client_of(app) as client:
         assert (await client.get("/")).text == "ok"
         assert (await client.get("/missing")).status_code == 404
     assert seen == [200, 404]
