@@ -167,16 +167,29 @@ def test_root_decisions_follow_the_ratio_and_the_sdk_rule() -> None:
     ids = PresetIdGenerator()
     bound = 2**62  # p = 0.25
     head = HeadSampler(bound, False, ids)
+
+    def decide(head: HeadSampler, requests: int) -> Iterator[bool]:
+        """Each request's decision as the tracer's countdown makes it from the gaps (one at a
+        time: a kept request's trace id is read before the next is preset)."""
+        remaining = head.gap()
+        for _ in range(requests):
+            if remaining > 1:
+                remaining -= 1
+                yield False
+            else:
+                remaining = head.keep()
+                yield True
+
     kept = 0
-    for _ in range(8000):
-        if head.root():
+    for keep in decide(head, 8000):
+        if keep:
             kept += 1
             trace_id = ids.generate_trace_id()
             assert trace_id & (2**64 - 1) < bound  # the SDK's ratio sampler agrees
     assert 1700 < kept < 2300, kept  # 2000 expected
-    assert HeadSampler(0, False, ids).countdown > 10**15  # always off: never reached
+    assert HeadSampler(0, False, ids).gap() > 10**15  # always off: never reached
     always = HeadSampler(2**64, False, ids)
-    assert all(always.root() for _ in range(10))
+    assert all(decide(always, 10))
 
 
 async def test_another_propagator_makes_the_sdk_decide_every_request(

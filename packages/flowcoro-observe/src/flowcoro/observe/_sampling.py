@@ -62,7 +62,7 @@ def _default_delegates(sampler: ParentBased) -> bool:
 
 
 class HeadSampler:
-    __slots__ = ("_log_q", "_p", "bound", "countdown", "ids", "parent_based")
+    __slots__ = ("_log_q", "_p", "bound", "ids", "parent_based")
 
     def __init__(self, bound: int, parent_based: bool, ids: PresetIdGenerator) -> None:
         self.bound = bound
@@ -71,10 +71,8 @@ class HeadSampler:
         # p of the Bernoulli process, and log(1 - p) for the geometric gaps.
         self._p = min(1.0, bound / 2.0**64)
         self._log_q = math.log1p(-self._p) if self._p < 1.0 else 0.0
-        #: Root requests still to drop before the next kept one (this one included).
-        self.countdown = self._gap()
 
-    def _gap(self) -> int:
+    def gap(self) -> int:
         """Requests until the next kept one, the kept one included: geometric on 1, 2, ..."""
         if self._p >= 1.0:
             return 1
@@ -106,18 +104,8 @@ class HeadSampler:
             return None
         return cls(bound, parent_based, ids)
 
-    def root(self) -> bool:
-        """Decide a root request (the tracer's `Countdown` does the dropping branch); when kept, its
-        trace id is preset for the SDK."""
-        countdown = self.countdown - 1
-        if countdown > 0:
-            self.countdown = countdown
-            return False
-        self.keep()
-        return True
-
-    def keep(self) -> None:
-        """This root request is kept: preset its trace id and draw the next gap."""
-        self.countdown = self._gap()
+    def keep(self) -> int:
+        """This root request is kept: preset its trace id; returns the next `gap`."""
         low = random.randrange(min(self.bound, _LIMIT + 1))
         self.ids.preset((_getrandbits(64) << 64 | low) or 1)
+        return self.gap()

@@ -282,7 +282,7 @@ class HTTPTracing:
 
             head = HeadSampler.for_provider(provider)
             if head is not None:
-                self.request_entered.remaining = head.countdown  # type: ignore[attr-defined]
+                self.request_entered.remaining = head.gap()  # type: ignore[attr-defined]
         self._head = head
         return head
 
@@ -305,8 +305,7 @@ class HTTPTracing:
             if countdown.remaining > 1:  # the first request, or not flowcoro-http's
                 countdown.remaining -= 1
                 return None
-            head.keep()
-            countdown.remaining = head.countdown
+            countdown.remaining = head.keep()
             return self._traced
         if head.parent_based and len(parent) == 55 and parent[-1] in b"02468ace":
             return None  # a valid W3C parent whose flags say "not sampled", under ParentBased
