@@ -79,7 +79,6 @@ class RequestMetrics:
         "_servers",
         "_tracing",
         "clock",
-        "request_entered",
         "request_finished",
         "request_timed",
     )
@@ -95,9 +94,8 @@ class RequestMetrics:
         self.request_timed = self._recorder.request_timed
         # The clock request_timed reads: flowcoro-http reads it for the start (see clock_source).
         self.clock = self._recorder.clock
-        # With tracing on (`trace`), the tracer's request_entered: one observer then does both,
-        # and the protocol keeps calling the recorder directly.
-        self.request_entered: Any = None
+        # With tracing on (`trace`), the tracer: this one observer then does both (see
+        # request_entered), and the protocol keeps calling the recorder directly.
         self._tracing: Any = None
         self._servers: weakref.WeakSet[Any] = weakref.WeakSet()
         # (route, method, status class) -> per-bucket latest exemplar
@@ -114,7 +112,12 @@ class RequestMetrics:
         """Make this observer also ``tracing``'s (an `HTTPTracing`; None: no tracing): its
         ``request_entered`` and ``bind_server``. Before the app is wired."""
         self._tracing = tracing
-        self.request_entered = None if tracing is None else tracing.request_entered
+
+    @property
+    def request_entered(self) -> Any:
+        """The tracer's hook (flowcoro-http reads it once, at wiring), None without tracing."""
+        tracing = self._tracing
+        return None if tracing is None else tracing.request_entered
 
     @property
     def active(self) -> int:
