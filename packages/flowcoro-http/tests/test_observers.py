@@ -360,3 +360,91 @@ async def test_a_wrapper_may_return_any_awaitable() -> None:
         assert (await client.get("/")).text == "ok"
         assert (await client.get("/missing")).status_code == 404
     assert seen == [200, 404]
+
+
+async def test_request_started_comes_before_the_hooks_and_its_failure_is_logged() -> None:
+    """``request_started`` is called with the ``request_entered`` hooks, first, just before the
+    handler starts; what it raises is logged and the request is served and finished anyway."""
+    app = make_app()
+    order: list[str] = []
+
+    class Starting:
+        def request_started(self, request: Request) -> None:
+            order.append(f"start {request.path}")
+            if request.path == "/bad":
+                raise RuntimeError("observer bug")
+
+        def request_finished(
+            self, request: Request, route: str | None, status: int, duration: float
+        ) -> None:
+            order.append(f"finish {route} {status}")
+
+    class Entering:
+        def request_entered(self, request: Request) -> Any:
+            order.append("entered")
+            return None
+
+    app.add_observer(Starting())  # type: ignore[arg-type]
+    app.add_observer(Entering())  # type: ignore[arg-type]
+
+    @app.get("/{name}")
+    async def index(request: Request, name: str) -> str:
+        order.append("handler")
+        return name
+
+    with captured_logs() as records:
+        async with client_of(app) as client:
+            assert (await client.get("/good")).text == "good"
+            assert (await client.get("/bad")).text == "bad"
+    assert order == [
+        "start /good",
+        "entered",
+        "handler",
+        "finish /{name} 200",
+        "start /bad",
+        "entered",
+        "handler",
+        "finish /{name} 200",
+    ]
+    assert [r.get("event") for r in records if r.get("event") == "http.observer_failed"] == [
+        "http.observer_failed"
+    ]
+
+
+async def test_a_request_refused_at_the_concurrency_limit_is_started_and_finished() -> None:
+    """The 503 of the concurrency limit is observed like any request: started (without a
+    handler to enter), then finished with its status; a failing ``request_started`` is logged
+    there too."""
+    app = make_app(max_concurrency=1)
+    release = asyncio.Event()
+    seen: list[tuple[str, int]] = []
+
+    class Counting:
+        def request_started(self, request: Request) -> None:
+            seen.append(("start", 0))
+            if len(seen) > 1:
+                raise RuntimeError("observer bug")
+
+        def request_finished(
+            self, request: Request, route: str | None, status: int, duration: float
+        ) -> None:
+            seen.append(("finish", status))
+
+    app.add_observer(Counting())  # type: ignore[arg-type]
+
+    @app.get("/hold")
+    async def hold(request: Request) -> str:
+        await release.wait()
+        return "held"
+
+    with captured_logs() as records:
+        async with client_of(app) as client:
+            first = asyncio.ensure_future(client.get("/hold"))
+            while not seen:
+                await asyncio.sleep(0.01)
+            refused = await client.get("/hold")
+            assert refused.status_code == 503
+            release.set()
+            assert (await first).text == "held"
+    assert seen == [("start", 0), ("start", 0), ("finish", 503), ("finish", 200)]
+    assert sum(r.get("event") == "http.observer_failed" for r in records) == 1

@@ -138,6 +138,8 @@ def test_request_timed_measures_from_a_start_on_its_clock(impl: type[PyRecorder]
         r.request_timed(None, "/a", "GET", 200)  # type: ignore[call-arg]
     with pytest.raises(TypeError):
         r.request_timed(None, ["unhashable"], "GET", 200, clock())
+    with pytest.raises(TypeError):
+        clock(0.5)  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize("impl", BOTH)

@@ -250,15 +250,17 @@ class Connection(BaseProtocol):
             req.keep_alive = False
         # The start time stays a local on the fast path (storing it on the request costs more
         # than reading the clock); the slow paths below hand it over.
+        # (request_started rides on on_enter, below: no test for it here.)
         watched = state.watched
         if watched:
-            started = state.clock()
-            if watched > 1:
-                state.on_start(req)  # type: ignore[misc]
+            clock = state.clock  # (a local: calling state.clock() is a slower method load)
+            started = clock()
         else:
             started = 0.0
         if state.active >= state.max_concurrency:
             state.active += 1
+            if state.on_start is not None:
+                self._started(req)
             self._respond(req, self._overloaded(), started)
             return
         state.active += 1
@@ -507,6 +509,14 @@ class Connection(BaseProtocol):
             self._s.on_finish(req, req.route, status, self._s.clock() - started)
         except Exception:
             log.exception("http.observer_failed", observer=repr(self._s.on_finish))
+
+    def _started(self, req: Request) -> None:
+        """``request_started`` for a request refused before its handler starts (on_enter, which
+        calls it otherwise, is not asked about such a request: it has no handler to wrap)."""
+        try:
+            self._s.on_start(req)  # type: ignore[misc]
+        except Exception:
+            log.exception("http.observer_failed", observer=repr(self._s.on_start))
 
     def _overloaded(self) -> Response:
         retry = str(self._s.limits.retry_after)

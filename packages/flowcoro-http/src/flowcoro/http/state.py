@@ -32,8 +32,10 @@ class RequestObserver:
     ``request_finished`` is required of an observer that times requests. The others are optional
     (an observer that does not define them, or inherits these no-ops, costs nothing for them):
 
-    - ``request_started(request)``: called when the handler starts. Leave it out when the
-      request count in flight is all it would serve: `ServerState.active` has it.
+    - ``request_started(request)``: called when the handler starts (just before its first
+      step, in turn with the ``request_entered`` hooks, and for a request refused at the
+      concurrency limit); what it raises is logged. Leave it out when the request count in
+      flight is all it would serve: `ServerState.active` has it.
     - ``bind_server(state)``: called once for each `ServerState` (one per served app) the
       observer is attached to, before its first request; it may keep the state to read live
       figures later (``state.active``: requests being handled now).
@@ -194,18 +196,24 @@ def _compose(
     return (on_start if starts else None), on_finish
 
 
-def _entered(observers: tuple[RequestObserver, ...]) -> Entered | None:
+def _entered(observers: tuple[RequestObserver, ...], on_start: Started | None) -> Entered | None:
     """One ``on_enter(request)`` for the protocol (None when no observer defines
-    ``request_entered``): the observer's own bound method when only one does, else a function
-    asking each in turn and nesting the wrappers they return (the first observer's outermost).
-    What a hook raises is logged; the request goes on without that hook's wrapper."""
+    ``request_entered`` and none ``request_started``): the observer's own bound method when only
+    one does, else a function calling ``on_start`` first, then asking each hook in turn and
+    nesting the wrappers they return (the first observer's outermost). What a hook raises is
+    logged; the request goes on without that hook's wrapper."""
     hooks = tuple((o, o.request_entered) for o in observers if _defines(o, "request_entered"))
-    if not hooks:
+    if not hooks and on_start is None:
         return None
-    if len(hooks) == 1:
+    if len(hooks) == 1 and on_start is None:
         return hooks[0][1]
 
     def on_enter(request: Request) -> Wrap | None:
+        if on_start is not None:
+            try:
+                on_start(request)
+            except Exception:
+                _log.exception("http.observer_failed", observer=repr(on_start))
         wraps: list[Wrap] = []
         for observer, hook in hooks:
             try:
@@ -348,10 +356,11 @@ class ServerState:
             or not _defines(o, "request_entered")
         )
         self.on_start, self.on_finish = _compose(timing, access_log)
-        # 0: not timed; 1: timed; 2: timed, with an on_start to call (one test per request).
-        self.watched = 0 if not (timing or access_log) else 2 if self.on_start else 1
+        self.watched = bool(timing or access_log)
         self.on_timed, self.clock = _timed(timing, access_log, self.on_finish)
-        self.on_enter = _entered(observers)
+        # request_started is called through on_enter (the hook the protocol calls with each
+        # request just before its handler starts anyway): no test of its own per request.
+        self.on_enter = _entered(observers, self.on_start)
         for observer in observers:
             if _defines(observer, "bind_server"):
                 observer.bind_server(self)
