@@ -62,10 +62,11 @@ def _default_delegates(sampler: ParentBased) -> bool:
 
 
 class HeadSampler:
-    __slots__ = ("_log_q", "_p", "bound", "ids", "parent_based")
+    __slots__ = ("_below", "_log_q", "_p", "bound", "ids", "parent_based")
 
     def __init__(self, bound: int, parent_based: bool, ids: PresetIdGenerator) -> None:
         self.bound = bound
+        self._below = min(bound, _LIMIT + 1)  # the kept ids' low 64 bits are below this
         self.parent_based = parent_based
         self.ids = ids
         # p of the Bernoulli process, and log(1 - p) for the geometric gaps.
@@ -106,6 +107,9 @@ class HeadSampler:
 
     def keep(self) -> int:
         """This root request is kept: preset its trace id; returns the next `gap`."""
-        low = random.randrange(min(self.bound, _LIMIT + 1))
-        self.ids.preset((_getrandbits(64) << 64 | low) or 1)
+        # One draw of 128 bits: the high half as it is, the low half scaled below the bound
+        # (multiply and shift: uniform to within 2**-64, and cheaper than randrange).
+        bits = _getrandbits(128)
+        low = ((bits & _LIMIT) * self._below) >> 64
+        self.ids.preset((bits >> 64 << 64 | low) or 1)
         return self.gap()

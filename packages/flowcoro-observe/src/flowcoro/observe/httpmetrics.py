@@ -47,6 +47,8 @@ __all__ = [
 
 UNMATCHED = "unmatched"
 
+_Sampled = tuple[int | str, float, float]  # an exemplar to be: (trace id, duration, wall time)
+
 Recorder: type[PyRecorder]
 Countdown: type[PyCountdown]  # the tracer's per-request head-sampling decision
 # FLOWCORO_OBSERVE_PURE_PYTHON=1 forces the pure-Python twins (tests and comparisons).
@@ -98,8 +100,9 @@ class RequestMetrics:
         # request_entered), and the protocol keeps calling the recorder directly.
         self._tracing: Any = None
         self._servers: weakref.WeakSet[Any] = weakref.WeakSet()
-        # (route, method, status class) -> per-bucket latest exemplar
-        self._exemplars: dict[tuple[str, str, str], list[Exemplar | None]] = {}
+        # (route, method, status class) -> per bucket, the latest sampled request's (trace id,
+        # duration, wall time): made into Exemplars at scrape time, not per request.
+        self._exemplars: dict[tuple[str, str, str], list[_Sampled | None]] = {}
 
     def bind_server(self, state: Any) -> None:
         """flowcoro-http hands over each `ServerState` this observer serves (held weakly):
@@ -125,17 +128,32 @@ class RequestMetrics:
         return sum(int(getattr(state, "active", 0)) for state in list(self._servers))
 
     def record_exemplar(
-        self, route: str | None, method: str, status: int, duration: float, trace_id: str
+        self, route: str | None, method: str, status: int, duration: float, trace_id: int | str
     ) -> None:
         """Link the bucket of this request to its trace (called by the tracer for sampled
-        requests only)."""
+        requests only); ``trace_id`` as an int or its 32 hex digits."""
         key = (route or UNMATCHED, method if method in KNOWN_METHODS else "_OTHER", _klass(status))
         slots = self._exemplars.get(key)
         if slots is None:
             slots = self._exemplars[key] = [None] * (len(self._bounds) + 1)
-        slots[bisect_left(self._bounds, duration)] = Exemplar(
-            {"trace_id": trace_id}, duration, time.time()
-        )
+        slots[bisect_left(self._bounds, duration)] = (trace_id, duration, time.time())
+
+    def exemplars(self, key: tuple[str, str, str]) -> list[Exemplar | None] | None:
+        """The exemplar of each bucket of ``key`` (route, method, status class), None where
+        no sampled request fell; None for a key without any."""
+        slots = self._exemplars.get(key)
+        if slots is None:
+            return None
+        return [
+            None
+            if slot is None
+            else Exemplar(
+                {"trace_id": slot[0] if isinstance(slot[0], str) else f"{slot[0]:032x}"},
+                slot[1],
+                slot[2],
+            )
+            for slot in slots
+        ]
 
     def totals(self) -> dict[tuple[str, str, str], tuple[list[int], float]]:
         """Bucket counts and sums by (route, method, status class)."""
@@ -162,9 +180,7 @@ class RequestMetrics:
         for (route, method, klass), (counts, total) in sorted(self.totals().items()):
             duration.add_metric(
                 [method, route, klass],
-                cumulative_buckets(
-                    self._bounds, counts, self._exemplars.get((route, method, klass))
-                ),
+                cumulative_buckets(self._bounds, counts, self.exemplars((route, method, klass))),
                 total,
             )
         active = GaugeMetricFamily(
@@ -175,5 +191,8 @@ class RequestMetrics:
         yield active
 
 
+_CLASSES = {n: f"{n}xx" for n in range(1, 6)}
+
+
 def _klass(status: int) -> str:
-    return f"{status // 100}xx" if 100 <= status <= 599 else "other"
+    return _CLASSES[status // 100] if 100 <= status <= 599 else "other"

@@ -251,6 +251,9 @@ class HTTPTracing:
         self._tracer = tracer()
         self._metrics = metrics
         self._head: Any = _UNRESOLVED
+        # With the head sampler, what starts kept requests' spans without the SDK's start_span
+        # (flowcoro.observe._serverspan); None: start_span.
+        self._starter: Any = None
         # flowcoro-http's Request, whose parser keeps the traceparent header aside; any other
         # request type goes through `_traceparent`.
         self._request_type: Any = _http_request_type()
@@ -282,6 +285,10 @@ class HTTPTracing:
 
             head = HeadSampler.for_provider(provider)
             if head is not None:
+                from flowcoro.observe._serverspan import SpanStarter
+
+                self._tracer = provider.get_tracer(_TRACER_NAME, __version__)
+                self._starter = SpanStarter.for_tracer(self._tracer)
                 self.request_entered.remaining = head.gap()  # type: ignore[attr-defined]
         self._head = head
         return head
@@ -306,12 +313,26 @@ class HTTPTracing:
                 countdown.remaining -= 1
                 return None
             countdown.remaining = head.keep()
-            return self._traced
-        if head.parent_based and len(parent) == 55 and parent[-1] in b"02468ace":
+            return self._root
+        if not head.parent_based:
+            return self._traced  # the ratio decides on the parent's trace id: the SDK's call
+        if len(parent) == 55 and parent[-1] in b"02468ace":
             return None  # a valid W3C parent whose flags say "not sampled", under ParentBased
-        return self._traced
+        return self._child
 
-    async def _traced(self, request: Any, respond: Awaitable[Any]) -> Any:
+    def _root(self, request: Any, respond: Awaitable[Any]) -> Awaitable[Any]:
+        """`_traced` for a root request the head sampler kept (its trace id preset)."""
+        return self._traced(request, respond, self._starter, True)
+
+    def _child(self, request: Any, respond: Awaitable[Any]) -> Awaitable[Any]:
+        """`_traced` for a request whose W3C parent says "sampled", under ParentBased."""
+        return self._traced(request, respond, self._starter, False)
+
+    async def _traced(
+        self, request: Any, respond: Awaitable[Any], starter: Any = None, root: bool = False
+    ) -> Any:
+        """The server span around ``respond``: from ``starter`` (a `SpanStarter`) when given
+        and able to, else from the SDK's ``start_span``, which then decides too."""
         if _UNSAMPLED.get():
             _UNSAMPLED.set(False)
         method = request.method
@@ -353,12 +374,14 @@ class HTTPTracing:
         if host:
             attributes["server.address"] = host.rsplit(":", 1)[0] if "]" not in host else host
         parent = None if headers is None else extract_context(headers)
-        span = self._tracer.start_span(
-            f"{method} {route}" if route else method,
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes=attributes,
-        )
+        name = f"{method} {route}" if route else method
+        span = None
+        if starter is not None and starter.enabled():
+            span = starter.start(name, parent, attributes, root)
+        if span is None:
+            span = self._tracer.start_span(
+                name, context=parent, kind=SpanKind.SERVER, attributes=attributes
+            )
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         started = time.perf_counter()
         status = 0
@@ -398,9 +421,12 @@ class HTTPTracing:
             ctx = span.get_span_context()
             if self._metrics is not None and status and ctx.trace_flags.sampled:
                 self._metrics.record_exemplar(
-                    route, method, status, time.perf_counter() - started, f"{ctx.trace_id:032x}"
+                    route, method, status, time.perf_counter() - started, ctx.trace_id
                 )
-            otel_context.detach(token)
+            if not self._preset:
+                # Under flowcoro-http this runs in the request's own context, which ends with
+                # it: nothing to restore. (As a middleware it shares its caller's.)
+                otel_context.detach(token)
             span.end()
 
 
