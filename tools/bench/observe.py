@@ -387,8 +387,8 @@ def main(argv: list[str]) -> int:
     kept = med(situ["tracing, every request kept (ratio 1)"]) - metrics
     print(
         f"tracing beyond the metrics, in situ (separate runs: the dropped figure is within their "
-        f"noise): a dropped request {dropped * 1000:+.0f} ns, a kept one {kept:+.1f} µs (the "
-        f"SDK's span); at rate r: dropped + r x {kept:.1f} µs per request"
+        f"noise): a dropped request {dropped * 1000:+.0f} ns, a kept one {kept:+.1f} µs (its "
+        f"span); at rate r: dropped + r x {kept:.1f} µs per request"
     )
     totals = runs["observe + tracing 1%"]
     spans = [r["spans"] / r["requests"] for r in totals]

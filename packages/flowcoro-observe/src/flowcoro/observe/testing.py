@@ -1,9 +1,11 @@
 """Pytest fixtures shipped by flowcoro-observe (registered through the ``pytest11`` entry point).
 
 ``span_exporter``: an OpenTelemetry SDK tracer provider with an in-memory exporter, installed as
-the global provider for one test and removed after it. OpenTelemetry lets a process set its
-global provider once, so the fixture resets that guard around each test. The test is skipped
-when the SDK (the ``otlp`` extra) is not installed.
+the global provider for one test and removed after it. It is built as `configure_tracing`
+builds one (its id generator lets the head sampler decide before the SDK), so requests are
+traced the way they are in production. OpenTelemetry lets a process set its global provider
+once, so the fixture resets that guard around each test. The test is skipped when the SDK (the
+``otlp`` extra) is not installed.
 """
 
 from __future__ import annotations
@@ -33,9 +35,11 @@ def span_exporter() -> Iterator[Any]:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+    from flowcoro.observe._sampling import PresetIdGenerator
+
     reset_global_tracer_provider()
     memory = InMemorySpanExporter()
-    provider = sdk.TracerProvider()
+    provider = sdk.TracerProvider(id_generator=PresetIdGenerator())
     provider.add_span_processor(SimpleSpanProcessor(memory))
     trace.set_tracer_provider(provider)
     yield memory
