@@ -17,7 +17,8 @@ per request of the instrumentation against CPU time per request of the server, i
    configurations interleaved in each round.
    **Paired** (`paired`): the same in one process, the server's observers switched off and on
    between adjacent batches, the median of 300 paired differences: robust to a neighbour's
-   burst, which hits both halves of a pair.
+   burst, which hits both halves of a pair. Run with tracing at 1% and at 0.1%: the metrics'
+   figure is the median of both, tracing's the cost beyond them at each rate.
 3. **Micro** (hot loop, precise): observe's ``request_finished`` alone (the compiled recorder
    and its pure-Python twin), the statements flowcoro-http runs for an observer (the start
    read from the recorder's clock, the call of ``request_timed``), and, for comparison,
@@ -303,6 +304,7 @@ def main(argv: list[str]) -> int:
     situ: dict[str, list[float]] = {name: [] for name in INSITU}
     micros: list[dict[str, float]] = []
     pairs: list[dict[str, float]] = []
+    pairs_low: list[dict[str, float]] = []  # tracing at 0.1%
     names = list(CONFIGS)
     situ_names = list(INSITU)
     for i in range(args.rounds):
@@ -320,14 +322,15 @@ def main(argv: list[str]) -> int:
             text=True,
         ).stdout
         micros.append(json.loads(out))
-        out = subprocess.run(
-            ["taskset", "-c", "0", sys.executable, str(HERE), "--paired"],
-            env={**os.environ, **_traced("0.01")},
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        pairs.append(json.loads(out))
+        for ratio, into in (("0.01", pairs), ("0.001", pairs_low)):
+            out = subprocess.run(
+                ["taskset", "-c", "0", sys.executable, str(HERE), "--paired"],
+                env={**os.environ, **_traced(ratio)},
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            into.append(json.loads(out))
         print(f"  round {i + 1}/{args.rounds} done", flush=True)
 
     med = statistics.median
@@ -401,14 +404,16 @@ def main(argv: list[str]) -> int:
         f" per round {_spread([x * 100 for x in spans], '{:.3f}')}%), at "
         f"{med([r['rps'] for r in totals]):,.0f} req/s"
     )
-    paired_metrics = [x["metrics"] for x in pairs]
+    paired_metrics = [x["metrics"] for x in pairs + pairs_low]
     paired_tracing = [x["tracing"] for x in pairs]
+    paired_low = [x["tracing"] for x in pairs_low]
     print(
         "in situ, paired in one process (observers switched off and on between adjacent "
         f"batches; median of 300 pairs per round): every built-in instrument "
         f"{med(paired_metrics):+.0f} ns (rounds {_spread(paired_metrics, '{:+.0f}')}), tracing "
         f"at 1% beyond them {med(paired_tracing):+.0f} ns "
-        f"(rounds {_spread(paired_tracing, '{:+.0f}')}); the request itself "
+        f"(rounds {_spread(paired_tracing, '{:+.0f}')}), at 0.1% {med(paired_low):+.0f} ns "
+        f"(rounds {_spread(paired_low, '{:+.0f}')}); the request itself "
         f"{med([x['off_ns'] for x in pairs]) / 1000:.2f} µs"
     )
     print()
@@ -422,6 +427,14 @@ def main(argv: list[str]) -> int:
         ("every built-in instrument, micro", micro_cost),
         ("every built-in instrument, in situ paired", med(paired_metrics) / 1000),
         ("tracing alone at 1%, in situ paired", med(paired_tracing) / 1000),
+        (
+            "built-ins + tracing at 1% head sampling, in situ paired",
+            (med(paired_metrics) + med(paired_tracing)) / 1000,
+        ),
+        (
+            "built-ins + tracing at 0.1% head sampling, in situ paired",
+            (med(paired_metrics) + med(paired_low)) / 1000,
+        ),
         (
             "built-ins + tracing at 1% head sampling, in situ",
             med(added["observe + tracing 1%"]) / 1000,
