@@ -298,3 +298,35 @@ def test_record_exception_and_status_descriptions(
     assert done.end_time == done.start_time + 5  # type: ignore[operator]
     link = Link(trace.INVALID_SPAN_CONTEXT, {"a": 1})
     assert link.attributes  # a link with attributes is kept even without a valid context
+
+
+async def test_exporters_encode_the_span(
+    provider: tuple[Any, InMemorySpanExporter, Starts],
+) -> None:
+    """What the OTLP exporter sends and what the console exporter prints, from a fast-path
+    span with everything a handler can add."""
+    import json
+
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    _, memory, _ = provider
+    request = Request([(b"traceparent", PARENT.encode()), (b"tracestate", b"vendor=1")])
+    with pytest.raises(ValueError):
+        await TracingMiddleware()(Request(path="/fail"), busy)
+    await TracingMiddleware()(request, busy)
+    assert type(request.current) is ServerSpan  # type: ignore[attr-defined]
+    failed, child = (s for s in memory.get_finished_spans() if s.kind is SpanKind.SERVER)
+    message = encode_spans([failed, child])
+    (scope,) = message.resource_spans[0].scope_spans
+    encoded = {span.name: span for span in scope.spans}
+    assert set(encoded) == {"GET /x"} and len(scope.spans) == 2
+    first, second = scope.spans
+    assert first.status.code == 2  # ERROR
+    assert [e.name for e in first.events] == ["cache.miss", "exception"]
+    assert len(first.links) == 1
+    assert second.parent_span_id == bytes.fromhex("00f067aa0ba902b7")
+    assert second.trace_state == "vendor=1"
+    assert {a.key for a in second.attributes} >= {"http.route", "app.user", "app.tenant"}
+    printed = json.loads(child.to_json())
+    assert printed["kind"] == "SpanKind.SERVER"
+    assert printed["attributes"]["app.flags"] == [True, False]
