@@ -181,12 +181,16 @@ def test_root_decisions_follow_the_ratio_and_the_sdk_rule() -> None:
                 yield True
 
     kept = 0
+    quarters = [0, 0, 0, 0]
     for keep in decide(head, 8000):
         if keep:
             kept += 1
             trace_id = ids.generate_trace_id()
             assert trace_id & (2**64 - 1) < bound  # the SDK's ratio sampler agrees
+            quarters[(trace_id & (2**64 - 1)) * 4 // bound] += 1
     assert 1700 < kept < 2300, kept  # 2000 expected
+    # The kept ids' low bits are uniform below the bound (as the SDK's kept ids are).
+    assert all(abs(q - kept / 4) < 0.2 * kept / 4 for q in quarters), quarters
     assert HeadSampler(0, False, ids).gap() > 10**15  # always off: never reached
     always = HeadSampler(2**64, False, ids)
     assert all(decide(always, 10))

@@ -33,6 +33,7 @@ __all__ = ["HeadSampler", "PresetIdGenerator"]
 
 _LIMIT = TraceIdRatioBased.TRACE_ID_LIMIT
 _getrandbits = random.getrandbits
+_LOW128 = (1 << 128) - 1
 
 
 class PresetIdGenerator(RandomIdGenerator):
@@ -107,9 +108,10 @@ class HeadSampler:
 
     def keep(self) -> int:
         """This root request is kept: preset its trace id; returns the next `gap`."""
-        # One draw of 128 bits: the high half as it is, the low half scaled below the bound
-        # (multiply and shift: uniform to within 2**-64, and cheaper than randrange).
-        bits = _getrandbits(128)
-        low = ((bits & _LIMIT) * self._below) >> 64
-        self.ids.preset((bits >> 64 << 64 | low) or 1)
+        # One draw of 192 bits: the top 64 as the id's high half, the other 128 scaled below
+        # the bound for its low half (multiply and shift: each value's probability within
+        # 2**-64 of uniform, and cheaper than randrange).
+        bits = _getrandbits(192)
+        low = ((bits & _LOW128) * self._below) >> 128
+        self.ids.preset((bits >> 128 << 64 | low) or 1)
         return self.gap()
