@@ -188,10 +188,13 @@ class Traced:
         self.traceparent = traceparent
 
 
+@pytest.mark.parametrize("via", ["call", "decide"])
 @pytest.mark.parametrize("kind", COUNTDOWNS)
 def test_countdown_drops_only_parentless_requests_while_more_than_one_remains(
-    kind: type[PyCountdown],
+    kind: type[PyCountdown], via: str
 ) -> None:
+    """The same decisions whether the countdown is called or its ``decide`` method (the form
+    the tracer hands to flowcoro-http)."""
     slow_calls: list[object] = []
 
     def slow(request: object) -> str:
@@ -199,20 +202,21 @@ def test_countdown_drops_only_parentless_requests_while_more_than_one_remains(
         return "decided"
 
     countdown = kind(slow)
+    decide = countdown if via == "call" else countdown.decide
     assert countdown.remaining == 0
     first = Traced()
-    assert countdown(first) == "decided"  # not known yet: Python decides
+    assert decide(first) == "decided"  # not known yet: Python decides
     countdown.remaining = 3
-    assert countdown(Traced()) is None
-    assert countdown(Traced()) is None
+    assert decide(Traced()) is None
+    assert decide(Traced()) is None
     assert countdown.remaining == 1
     last = Traced()
-    assert countdown(last) == "decided"  # the kept one
+    assert decide(last) == "decided"  # the kept one
     countdown.remaining = 5
     parented = Traced(b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01")
     other = object()  # no traceparent attribute: not flowcoro-http's request
-    assert countdown(parented) == "decided"
-    assert countdown(other) == "decided"
+    assert decide(parented) == "decided"
+    assert decide(other) == "decided"
     assert countdown.remaining == 5  # neither was counted
     assert slow_calls == [first, last, parented, other]
     assert countdown.slow is slow

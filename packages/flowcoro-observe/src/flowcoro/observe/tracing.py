@@ -265,7 +265,10 @@ class HTTPTracing:
         #: A dropped request without a remote parent is counted down in C (`Countdown`: at 1%
         #: sampling that is 99% of requests, and all that tracing costs them); every other
         #: request is decided by `_decide`.
-        self.request_entered: Callable[[Any], Any] = Countdown(self._decide)
+        self._countdown = Countdown(self._decide)
+        # Handed over as the bound method: the interpreter calls a builtin method taking one
+        # argument on a specialised path, an instance with __call__ on the generic one.
+        self.request_entered: Callable[[Any], Any] = self._countdown.decide
 
     def bind_server(self, state: Any) -> None:
         """flowcoro-http hands over each server this tracer observes: every request of it
@@ -289,7 +292,7 @@ class HTTPTracing:
 
                 self._tracer = provider.get_tracer(_TRACER_NAME, __version__)
                 self._starter = SpanStarter.for_tracer(self._tracer)
-                self.request_entered.remaining = head.gap()  # type: ignore[attr-defined]
+                self._countdown.remaining = head.gap()
         self._head = head
         return head
 
@@ -308,7 +311,7 @@ class HTTPTracing:
         else:
             parent = _traceparent(request)
         if parent is None:
-            countdown: Any = self.request_entered
+            countdown: Any = self._countdown
             if countdown.remaining > 1:  # the first request, or not flowcoro-http's
                 countdown.remaining -= 1
                 return None
