@@ -283,6 +283,74 @@ async def test_middleware_order_context_and_per_route() -> None:
         assert request_var.get() == "-"
 
 
+@pytest.mark.parametrize("suspend", [False, True])
+async def test_the_outermost_middleware_may_return_any_response_value(suspend: bool) -> None:
+    """The outermost middleware (a coroutine function) is run by the server itself, which
+    converts what it returns as it converts a handler's result; a middleware that is a plain
+    callable returning an awaitable is wrapped as before. Exceptions it raises reach the
+    exception handlers (or become the 500), whether or not it suspended first."""
+    from flowcoro.http.middleware import _link, _outermost, compose
+
+    app = make_app()
+
+    class Refused(Exception):
+        pass
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Exception) -> Response:
+        return Response(b"refused", 403)
+
+    async def outer(request: Request, call_next: CallNext) -> Any:
+        if suspend:
+            await asyncio.sleep(0)
+        kind = request.query.get("as")
+        if kind == "dict":
+            return {"outer": (await call_next(request)).status}
+        if kind == "text":
+            return "plain"
+        if kind == "refuse":
+            raise Refused()
+        if kind == "crash":
+            raise RuntimeError("middleware bug")
+        if kind == "bad":
+            return object()
+        return await call_next(request)
+
+    class Counting:  # not a coroutine function: its awaitable goes through a wrapper
+        seen = 0
+
+        def __call__(self, request: Request, call_next: CallNext) -> Any:
+            Counting.seen += 1
+            return call_next(request)
+
+    app.add_middleware(outer)
+    app.add_middleware(Counting())
+
+    @app.get("/")
+    async def index(request: Request) -> dict[str, str]:
+        return {"handler": "ok"}
+
+    async with client_of(app) as client:
+        assert (await client.get("/")).json() == {"handler": "ok"}
+        assert (await client.get("/?as=dict")).json() == {"outer": 200}
+        assert (await client.get("/?as=text")).text == "plain"
+        r = await client.get("/?as=refuse")
+        assert (r.status_code, r.text) == (403, "refused")
+        assert (await client.get("/?as=crash")).status_code == 500
+        assert (await client.get("/?as=bad")).status_code == 500
+        assert (await client.get("/nowhere?as=dict")).json() == {"outer": 404}
+    assert Counting.seen == 3  # the requests that reached call_next
+
+    async def endpoint(request: Request) -> Response:
+        return Response(b"e")
+
+    # Which layer gets which wrapper: only an outermost coroutine function is run as it is.
+    assert compose(endpoint, [outer]).__qualname__ == _outermost(outer, endpoint).__qualname__
+    assert compose(endpoint, [Counting()]).__qualname__ == _link(outer, endpoint).__qualname__
+    inner_first = compose(endpoint, [Counting(), outer])
+    assert inner_first.__qualname__ == _link(outer, endpoint).__qualname__
+
+
 async def test_exception_handlers() -> None:
     app = make_app()
 

@@ -13,6 +13,7 @@ innermost, so middleware see a response; other exceptions propagate through them
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -62,10 +63,30 @@ def _link(mw: Middleware, call_next: Endpoint) -> Endpoint:
     return call
 
 
+def _outermost(mw: Middleware, call_next: Endpoint) -> Endpoint:
+    """The outermost layer, when it is a coroutine function: its own coroutine is what the
+    server runs (no frame of ours around it); the server converts what it returns, as it
+    does a handler's (the inner layers convert for the middleware that await them)."""
+
+    def call(request: Request) -> Any:
+        return mw(request, call_next)
+
+    return call
+
+
+def _is_async(mw: Middleware) -> bool:
+    """A coroutine function, or an instance whose ``__call__`` is one (``mw`` is callable)."""
+    return inspect.iscoroutinefunction(mw) or inspect.iscoroutinefunction(type(mw).__call__)
+
+
 def compose(endpoint: Endpoint, middleware: Sequence[Middleware]) -> Endpoint:
     """``middleware[0]`` is the outermost layer."""
-    for mw in reversed(middleware):
+    for mw in middleware:
         if not callable(mw):
             raise TypeError(f"middleware {mw!r} is not callable")
-        endpoint = _link(mw, endpoint)
+    for i, mw in enumerate(reversed(middleware)):
+        if i == len(middleware) - 1 and _is_async(mw):
+            endpoint = _outermost(mw, endpoint)
+        else:
+            endpoint = _link(mw, endpoint)
     return endpoint
