@@ -188,13 +188,10 @@ class Traced:
         self.traceparent = traceparent
 
 
-@pytest.mark.parametrize("via", ["call", "decide"])
 @pytest.mark.parametrize("kind", COUNTDOWNS)
 def test_countdown_drops_only_parentless_requests_while_more_than_one_remains(
-    kind: type[PyCountdown], via: str
+    kind: type[PyCountdown],
 ) -> None:
-    """The same decisions whether the countdown is called or its ``decide`` method (the form
-    the tracer hands to flowcoro-http)."""
     slow_calls: list[object] = []
 
     def slow(request: object) -> str:
@@ -202,7 +199,7 @@ def test_countdown_drops_only_parentless_requests_while_more_than_one_remains(
         return "decided"
 
     countdown = kind(slow)
-    decide = countdown if via == "call" else countdown.decide
+    decide = countdown.decide
     assert countdown.remaining == 0
     first = Traced()
     assert decide(first) == "decided"  # not known yet: Python decides
@@ -232,7 +229,7 @@ def test_countdown_errors(kind: type[PyCountdown]) -> None:
 
     countdown = kind(failing)
     with pytest.raises(LookupError):
-        countdown(Traced())
+        countdown.decide(Traced())
 
     class Broken:
         @property
@@ -241,7 +238,7 @@ def test_countdown_errors(kind: type[PyCountdown]) -> None:
 
     countdown.remaining = 10
     with pytest.raises(ValueError):
-        countdown(Broken())
+        countdown.decide(Broken())
 
 
 @pytest.mark.parametrize("kind", COUNTDOWNS)

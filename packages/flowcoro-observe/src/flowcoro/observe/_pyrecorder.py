@@ -108,15 +108,11 @@ class Countdown:
         #: Root requests until the next kept one, that one included (0: not known yet).
         self.remaining = 0
 
-    def __call__(self, request: Any) -> Any:
+    def decide(self, request: Any) -> Any:
         if self.remaining > 1 and getattr(request, "traceparent", _MISSING) is None:
             self.remaining -= 1
             return None
         return self.slow(request)
-
-    def decide(self, request: Any) -> Any:
-        """The same as calling the countdown (the compiled one's cheaper form to call)."""
-        return self(request)
 
 
 def clock_source() -> str:

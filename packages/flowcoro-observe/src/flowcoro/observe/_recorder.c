@@ -560,10 +560,7 @@ typedef struct {
     PyObject_HEAD
     long long remaining;
     PyObject *slow;
-    vectorcallfunc vectorcall; /* called without an argument tuple */
 } Countdown;
-
-static PyObject *Countdown_vectorcall(PyObject *, PyObject *const *, size_t, PyObject *);
 
 static int
 Countdown_init(Countdown *self, PyObject *args, PyObject *kwds)
@@ -580,7 +577,6 @@ Countdown_init(Countdown *self, PyObject *args, PyObject *kwds)
     Py_INCREF(slow);
     Py_XSETREF(self->slow, slow);
     self->remaining = 0;
-    self->vectorcall = Countdown_vectorcall;
     return 0;
 }
 
@@ -635,16 +631,6 @@ Countdown_decide(Countdown *self, PyObject *request)
     return PyObject_CallOneArg(self->slow, request);
 }
 
-static PyObject *
-Countdown_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
-{
-    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
-        PyErr_SetString(PyExc_TypeError, "Countdown() takes exactly one positional argument");
-        return NULL;
-    }
-    return Countdown_decide((Countdown *)self, args[0]);
-}
-
 static PyMemberDef Countdown_members[] = {
     {"remaining", T_LONGLONG, offsetof(Countdown, remaining), 0,
      "Root requests until the next kept one, that one included (0: not known yet)."},
@@ -654,8 +640,8 @@ static PyMemberDef Countdown_members[] = {
 
 static PyMethodDef Countdown_methods[] = {
     {"decide", (PyCFunction)Countdown_decide, METH_O,
-     "decide(request): as calling the countdown; a bound builtin method, which the interpreter "
-     "calls more cheaply than an instance (the form flowcoro-http is handed)."},
+     "decide(request): None for a dropped request, else what slow(request) returns; handed to "
+     "flowcoro-http as this bound method, which the interpreter calls on a specialised path."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -664,14 +650,12 @@ static PyTypeObject CountdownType = {
     .tp_name = "flowcoro.observe._recorder.Countdown",
     .tp_doc = "Countdown(slow): the head sampler's decision for dropped requests, in C.",
     .tp_basicsize = sizeof(Countdown),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_HAVE_GC,
-    .tp_vectorcall_offset = offsetof(Countdown, vectorcall),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Countdown_init,
     .tp_dealloc = (destructor)Countdown_dealloc,
     .tp_traverse = (traverseproc)Countdown_traverse,
     .tp_clear = (inquiry)Countdown_clear,
-    .tp_call = PyVectorcall_Call,
     .tp_members = Countdown_members,
     .tp_methods = Countdown_methods,
 };
